@@ -1,0 +1,220 @@
+"""CPU kernels: ``@njit`` fused gate updates and whole-sequence LSTM loops.
+
+Layout: time-major ``(T, B, F)``, C-contiguous (the caller, ``nblstm.ops``, converts at the
+edge). Fused weights ``W_x (X, 4H)``, ``W_h (H, 4H)``, bias ``b (4H,)``; the 4H axis holds
+the gate blocks in the order (i, f, g, o). float32 and float64; all arrays of one call share
+one dtype. Output buffers are passed in (so the CUDA backend can export the same signatures).
+
+Design notes (measured on this project's machine, see DESIGN.md):
+- The time loop runs inside ``@njit``: no Python per step. Each step is one BLAS GEMM
+  (numba's ``np.dot``, i.e. scipy's BLAS) and one fused loop over the hidden units.
+- The fused loop reads 1-D row slices (``z[0:H]``, ``z[H:2H]``...), not ``z[b, H + j]``:
+  index arithmetic on a 2-D array keeps LLVM from vectorizing it.
+- ``error_model="numpy"``: division by zero follows IEEE instead of raising, which is what
+  lets the divisions in sigmoid/tanh vectorize.
+- No ``fastmath``: it would assume finite math and NaN inputs must reach the outputs.
+- No ``parallel=True``: a parallel region next to multithreaded BLAS calls is many times
+  slower (threads fight); BLAS provides the threads here.
+"""
+import os
+
+import numpy as np
+from numba import njit
+
+from . import gates
+from .fastmath import exp
+
+# numba's on-disk cache: on by default; NBLSTM_NUMBA_CACHE=0 turns it off (e.g. read-only
+# installs, or when measuring cold compile time). One jitted function per Python function,
+# so cached variants never collide.
+_CACHE = os.environ.get("NBLSTM_NUMBA_CACHE", "1") != "0"
+_JIT_OPTIONS = dict(cache=_CACHE, error_model="numpy", nogil=True)
+
+
+@njit(**_JIT_OPTIONS)
+def _gates_forward_row(z_x, z_h, c_prev, gates_out, c_out, h_out):
+    """One batch row of ``lstm_gates_forward`` (all arrays 1-D); see there."""
+    H = c_prev.shape[0]
+    zx_i, zx_f, zx_g, zx_o = z_x[0:H], z_x[H:2 * H], z_x[2 * H:3 * H], z_x[3 * H:4 * H]
+    zh_i, zh_f, zh_g, zh_o = z_h[0:H], z_h[H:2 * H], z_h[2 * H:3 * H], z_h[3 * H:4 * H]
+    g_i, g_f, g_g, g_o = (gates_out[0:H], gates_out[H:2 * H],
+                          gates_out[2 * H:3 * H], gates_out[3 * H:4 * H])
+    for j in range(H):
+        i, f, g, o, c, h = gates.lstm_unit_forward(
+            zx_i[j] + zh_i[j], zx_f[j] + zh_f[j], zx_g[j] + zh_g[j], zx_o[j] + zh_o[j],
+            c_prev[j])
+        g_i[j] = i
+        g_f[j] = f
+        g_g[j] = g
+        g_o[j] = o
+        c_out[j] = c
+        h_out[j] = h
+
+
+@njit(**_JIT_OPTIONS)
+def lstm_gates_forward(z_x, z_h, c_prev, gates_out, c_out, h_out):
+    """Fused gate update of one time step for a whole batch.
+
+    z_x       (B, 4H)  input projection ``x_t @ W_x + b`` (pre-activation, bias included)
+    z_h       (B, 4H)  recurrent projection ``h_{t-1} @ W_h``
+    c_prev    (B, H)   cell state of the previous step
+    gates_out (B, 4H)  out: activated gates (i, f, g, o); may alias ``z_x`` (in place)
+    c_out     (B, H)   out: new cell state
+    h_out     (B, H)   out: new hidden state
+    """
+    for row in range(c_prev.shape[0]):
+        _gates_forward_row(z_x[row], z_h[row], c_prev[row],
+                           gates_out[row], c_out[row], h_out[row])
+
+
+@njit(**_JIT_OPTIONS)
+def _gates_backward_row(gates_in, c_prev, c, dh, dc, dz_out, dc_prev_out):
+    """One batch row of ``lstm_gates_backward`` (all arrays 1-D); see there."""
+    H = c_prev.shape[0]
+    g_i, g_f, g_g, g_o = (gates_in[0:H], gates_in[H:2 * H],
+                          gates_in[2 * H:3 * H], gates_in[3 * H:4 * H])
+    dz_i, dz_f, dz_g, dz_o = (dz_out[0:H], dz_out[H:2 * H],
+                              dz_out[2 * H:3 * H], dz_out[3 * H:4 * H])
+    for j in range(H):
+        d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward(
+            g_i[j], g_f[j], g_g[j], g_o[j], c_prev[j], c[j], dh[j], dc[j])
+        dz_i[j] = d_i
+        dz_f[j] = d_f
+        dz_g[j] = d_g
+        dz_o[j] = d_o
+        dc_prev_out[j] = d_c_prev
+
+
+@njit(**_JIT_OPTIONS)
+def lstm_gates_backward(gates_in, c_prev, c, dh, dc, dz_out, dc_prev_out):
+    """Fused backward of one time step's gate update for a whole batch.
+
+    gates_in    (B, 4H)  activated gates (i, f, g, o) saved by the forward pass
+    c_prev      (B, H)   cell state of the previous step
+    c           (B, H)   cell state of this step
+    dh          (B, H)   dLoss/dh_t (output gradient plus the recurrent one)
+    dc          (B, H)   dLoss/dc_t arriving from step t+1
+    dz_out      (B, 4H)  out: dLoss/d(pre-activations), gate order (i, f, g, o)
+    dc_prev_out (B, H)   out: dLoss/dc_{t-1}; may alias ``dc``
+    """
+    for row in range(c_prev.shape[0]):
+        _gates_backward_row(gates_in[row], c_prev[row], c[row], dh[row], dc[row],
+                            dz_out[row], dc_prev_out[row])
+
+
+@njit(**_JIT_OPTIONS)
+def lstm_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all):
+    """Forward pass over a whole sequence, saving what the backward pass needs.
+
+    x         (T, B, X)   inputs, time-major
+    h0, c0    (B, H)      initial hidden and cell state
+    W_x       (X, 4H)     input weights, gate blocks (i, f, g, o) along the columns
+    W_h       (H, 4H)     recurrent weights, same column blocks
+    b         (4H,)       bias (the sum of PyTorch's two biases)
+    h_all     (T, B, H)   out: hidden state of every step
+    c_all     (T, B, H)   out: cell state of every step
+    gates_all (T, B, 4H)  out: activated gates (i, f, g, o) of every step
+
+    Algorithm: ``gates_all`` first receives the input projection of all steps (one GEMM,
+    plus the bias), then each step adds ``h_{t-1} @ W_h`` (one GEMM) and the fused gate
+    update overwrites that step's slice with the activated gates.
+    """
+    T, B, X = x.shape
+    G = W_h.shape[1]
+    z_x_all = gates_all.reshape(T * B, G)
+    np.dot(x.reshape(T * B, X), W_x, z_x_all)
+    for row in range(T * B):
+        z_row = z_x_all[row]
+        for k in range(G):
+            z_row[k] += b[k]
+    z_h = np.empty((B, G), dtype=x.dtype)
+    np.dot(h0, W_h, z_h)
+    lstm_gates_forward(gates_all[0], z_h, c0, gates_all[0], c_all[0], h_all[0])
+    for t in range(1, T):
+        np.dot(h_all[t - 1], W_h, z_h)
+        lstm_gates_forward(gates_all[t], z_h, c_all[t - 1], gates_all[t], c_all[t], h_all[t])
+
+
+@njit(**_JIT_OPTIONS)
+def lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n,
+                           dx, dh0, dc0, dW_x, dW_h, db):
+    """Backpropagation through time over a whole sequence.
+
+    Inputs as saved by ``lstm_sequence_forward`` (same shapes), plus
+    dh_all (T, B, H)   dLoss/dh_t from the outputs of every step
+    dh_n   (B, H)      dLoss/dh_{T-1} from the final hidden state (zeros if unused)
+    dc_n   (B, H)      dLoss/dc_{T-1} from the final cell state (zeros if unused)
+    Outputs (overwritten):
+    dx     (T, B, X)   dLoss/dx
+    dh0    (B, H)      dLoss/dh0
+    dc0    (B, H)      dLoss/dc0
+    dW_x   (X, 4H)     dLoss/dW_x
+    dW_h   (H, 4H)     dLoss/dW_h
+    db     (4H,)       dLoss/db
+
+    Per step (reversed): the fused gate backward gives the pre-activation gradient
+    ``dz_t`` and ``dc_{t-1}``; then ``dh_{t-1} = dz_t @ W_h^T`` (one GEMM). After the loop
+    the weight gradients and ``dx`` are three GEMMs over all steps at once.
+    """
+    T, B, X = x.shape
+    H = h0.shape[1]
+    G = W_h.shape[1]
+    dz_all = np.empty((T, B, G), dtype=x.dtype)
+    W_h_T = np.ascontiguousarray(W_h.T)
+    dh = np.empty((B, H), dtype=x.dtype)
+    dh_recurrent = dh_n.copy()
+    dc = dc_n.copy()
+    for t in range(T - 1, -1, -1):
+        dh_t = dh_all[t]
+        for row in range(B):
+            dh_row, dh_t_row, dh_rec_row = dh[row], dh_t[row], dh_recurrent[row]
+            for j in range(H):
+                dh_row[j] = dh_t_row[j] + dh_rec_row[j]
+        c_prev = c_all[t - 1] if t > 0 else c0
+        lstm_gates_backward(gates_all[t], c_prev, c_all[t], dh, dc, dz_all[t], dc)
+        np.dot(dz_all[t], W_h_T, dh_recurrent)
+    dh0[:] = dh_recurrent
+    dc0[:] = dc
+
+    dz_2d = dz_all.reshape(T * B, G)
+    np.dot(dz_2d, np.ascontiguousarray(W_x.T), dx.reshape(T * B, X))
+    np.dot(x.reshape(T * B, X).T, dz_2d, dW_x)
+    np.dot(h0.T, dz_all[0], dW_h)
+    if T > 1:
+        dW_h += np.dot(h_all[:T - 1].reshape((T - 1) * B, H).T, dz_all[1:].reshape((T - 1) * B, G))
+    db[:] = 0
+    for row in range(T * B):
+        dz_row = dz_2d[row]
+        for k in range(G):
+            db[k] += dz_row[k]
+
+
+@njit(**_JIT_OPTIONS)
+def linear_softmax(h, W_T, b, out):
+    """Output layer: ``out = softmax(h @ W_T + b)`` row by row.
+
+    h     (N, H)   hidden states (all steps and batch rows stacked)
+    W_T   (H, Y)   output weights, transposed (the seed's ``Wy.T``)
+    b     (Y,)     output bias
+    out   (N, Y)   out: probabilities, each row sums to 1
+
+    Numerically stable (the row maximum is subtracted before ``exp``); a NaN anywhere in a
+    row makes the whole row NaN.
+    """
+    np.dot(h, W_T, out)
+    N, Y = out.shape
+    for row in range(N):
+        z = out[row]
+        for k in range(Y):
+            z[k] += b[k]
+        largest = z[0]
+        for k in range(1, Y):
+            if z[k] > largest:
+                largest = z[k]
+        total = type(largest)(0)
+        for k in range(Y):
+            e = exp(z[k] - largest)
+            z[k] = e
+            total += e
+        for k in range(Y):
+            z[k] = z[k] / total

@@ -1,0 +1,12 @@
+"""nblstm: Numba-compiled LSTM kernels for NumPy arrays (and, later, GPU arrays).
+
+The seed-compatible API (the deeplearning.ai course's functions, compiled):
+``lstm_cell_forward``, ``lstm_forward``, ``lstm_cell_backward``, ``lstm_backward``.
+The plain NumPy oracle lives in ``nblstm.reference``.
+"""
+from .seed import lstm_backward, lstm_cell_backward, lstm_cell_forward, lstm_forward
+
+__version__ = "0.1.0"
+
+__all__ = ["lstm_cell_forward", "lstm_forward", "lstm_cell_backward", "lstm_backward",
+           "__version__"]

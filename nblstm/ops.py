@@ -1,0 +1,88 @@
+"""Orchestration shared by the public APIs: fused weights, internal layout, backend calls.
+
+Internal layout is time-major ``(T, B, F)``, C-contiguous. Fused weights: ``W_x (X, 4H)``,
+``W_h (H, 4H)``, ``b (4H,)`` with the gate blocks in the order (i, f, g, o) along the 4H
+axis (PyTorch's order). Every function takes the ``Backend`` to run on; allocation goes
+through ``backend.xp`` so the arrays live where the kernels run.
+"""
+from typing import Any
+
+from ._dispatch import Backend
+
+#: The seed's letter for each gate of nblstm's (i, f, g, o) order: the candidate g is "c".
+SEED_GATE_LETTERS = ("i", "f", "c", "o")
+
+
+def fuse_seed_weights(parameters: dict, n_a: int, backend: Backend) -> tuple:
+    """The seed's per-gate ``W* (n_a, n_a + n_x)``/``b* (n_a, 1)`` -> ``(W_x, W_h, b)``.
+
+    ``W*`` acts on ``concat = [a_prev; xt]``, so its first ``n_a`` columns are the
+    recurrent weights: ``W_h = W[:, :n_a].T`` and ``W_x = W[:, n_a:].T`` per gate.
+    """
+    xp = backend.xp
+    W_h = xp.concatenate([parameters["W" + g][:, :n_a].T for g in SEED_GATE_LETTERS], axis=1)
+    W_x = xp.concatenate([parameters["W" + g][:, n_a:].T for g in SEED_GATE_LETTERS], axis=1)
+    b = xp.concatenate([parameters["b" + g][:, 0] for g in SEED_GATE_LETTERS])
+    return W_x, W_h, b
+
+
+def unfuse_seed_gradients(dW_x: Any, dW_h: Any, db: Any, backend: Backend) -> dict:
+    """Fused gradients -> the seed's ``dWf, dbf, dWi, dbi, dWc, dbc, dWo, dbo``."""
+    xp = backend.xp
+    H = dW_h.shape[0]
+    grads = {}
+    for k, g in enumerate(SEED_GATE_LETTERS):
+        block = slice(k * H, (k + 1) * H)
+        grads["dW" + g] = xp.concatenate([dW_h[:, block].T, dW_x[:, block].T], axis=1)
+        grads["db" + g] = xp.ascontiguousarray(db[block].reshape(H, 1))
+    return {key: grads[key] for key in ("dWf", "dbf", "dWi", "dbi", "dWc", "dbc", "dWo", "dbo")}
+
+
+def sequence_forward(backend: Backend, x, h0, c0, W_x, W_h, b) -> tuple:
+    """Training forward over a sequence: ``(h_all, c_all, gates_all)``.
+
+    x (T, B, X), h0 and c0 (B, H); returns h_all and c_all (T, B, H) and the activated
+    gates (T, B, 4H) in the order (i, f, g, o).
+    """
+    xp = backend.xp
+    T, B, _ = x.shape
+    H = h0.shape[1]
+    h_all = xp.empty((T, B, H), dtype=x.dtype)
+    c_all = xp.empty((T, B, H), dtype=x.dtype)
+    gates_all = xp.empty((T, B, 4 * H), dtype=x.dtype)
+    backend.kernels.lstm_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all)
+    return h_all, c_all, gates_all
+
+
+def sequence_backward(backend: Backend, x, h0, c0, W_x, W_h, h_all, c_all, gates_all,
+                      dh_all, dh_n, dc_n) -> tuple:
+    """Backpropagation through time: ``(dx, dh0, dc0, dW_x, dW_h, db)``.
+
+    Takes what ``sequence_forward`` saved and the loss gradients ``dh_all (T, B, H)`` with
+    respect to every hidden state and ``dh_n, dc_n (B, H)`` with respect to the final state.
+    """
+    xp = backend.xp
+    dx = xp.empty(x.shape, dtype=x.dtype)
+    dh0 = xp.empty(h0.shape, dtype=x.dtype)
+    dc0 = xp.empty(c0.shape, dtype=x.dtype)
+    dW_x = xp.empty(W_x.shape, dtype=x.dtype)
+    dW_h = xp.empty(W_h.shape, dtype=x.dtype)
+    db = xp.empty((W_h.shape[1],), dtype=x.dtype)
+    backend.kernels.lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all,
+                                           dh_all, dh_n, dc_n, dx, dh0, dc0, dW_x, dW_h, db)
+    return dx, dh0, dc0, dW_x, dW_h, db
+
+
+def output_softmax(backend: Backend, h_all, Wy, by) -> Any:
+    """The seed's output layer on every step: ``softmax(h @ Wy.T + by)`` over the classes.
+
+    h_all (T, B, H), Wy (Y, H), by (Y, 1) -> probabilities (T, B, Y).
+    """
+    xp = backend.xp
+    T, B, H = h_all.shape
+    Y = Wy.shape[0]
+    probabilities = xp.empty((T, B, Y), dtype=h_all.dtype)
+    backend.kernels.linear_softmax(h_all.reshape(T * B, H), xp.ascontiguousarray(Wy.T),
+                                   xp.ascontiguousarray(by[:, 0]),
+                                   probabilities.reshape(T * B, Y))
+    return probabilities

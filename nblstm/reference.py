@@ -1,0 +1,122 @@
+"""Plain NumPy LSTM, written to be obviously correct: the oracle of the tests and the
+"numpy" baseline of the benchmarks.
+
+These are the seed's four functions (the deeplearning.ai course's ``lstm_cell_forward``,
+``lstm_forward``, ``lstm_cell_backward``, ``lstm_backward``) with the same signatures, layout
+(features, batch[, time]) and return structures, without the seed's two bugs: ``n_a`` is
+taken from the arrays, and the prediction is ``softmax(Wy @ a_next + by)``.
+
+Parameter dict: ``Wf, Wi, Wc, Wo`` of shape ``(n_a, n_a + n_x)`` acting on
+``concat = [a_prev; xt]``, biases ``bf, bi, bc, bo`` of shape ``(n_a, 1)``, output layer
+``Wy (n_y, n_a)``, ``by (n_y, 1)``. Computation happens in the dtype of the inputs.
+"""
+import numpy as np
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function, evaluated so that ``exp`` never overflows."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over axis 0 (each column is one distribution), max-subtracted per column."""
+    e = np.exp(x - np.max(x, axis=0, keepdims=True))
+    return e / np.sum(e, axis=0, keepdims=True)
+
+
+def lstm_cell_forward(xt, a_prev, c_prev, parameters):
+    """One LSTM step. xt (n_x, m), a_prev and c_prev (n_a, m).
+
+    Returns ``a_next (n_a, m), c_next (n_a, m), yt_pred (n_y, m), cache`` with
+    ``cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)``.
+    """
+    p = parameters
+    concat = np.concatenate([a_prev, xt], axis=0)
+    ft = sigmoid(p["Wf"] @ concat + p["bf"])
+    it = sigmoid(p["Wi"] @ concat + p["bi"])
+    cct = np.tanh(p["Wc"] @ concat + p["bc"])
+    ot = sigmoid(p["Wo"] @ concat + p["bo"])
+    c_next = ft * c_prev + it * cct
+    a_next = ot * np.tanh(c_next)
+    yt_pred = softmax(p["Wy"] @ a_next + p["by"])
+    cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)
+    return a_next, c_next, yt_pred, cache
+
+
+def lstm_forward(x, a0, parameters):
+    """LSTM over a sequence. x (n_x, m, T_x), a0 (n_a, m); the cell state starts at 0.
+
+    Returns ``a (n_a, m, T_x), y (n_y, m, T_x), c (n_a, m, T_x), caches`` with
+    ``caches = (list_of_T_x_caches, x)``.
+    """
+    n_x, m, T_x = x.shape
+    n_y, n_a = parameters["Wy"].shape
+    a = np.zeros((n_a, m, T_x), dtype=x.dtype)
+    c = np.zeros((n_a, m, T_x), dtype=x.dtype)
+    y = np.zeros((n_y, m, T_x), dtype=x.dtype)
+    a_next = a0
+    c_next = np.zeros_like(a0)
+    caches = []
+    for t in range(T_x):
+        a_next, c_next, yt, cache = lstm_cell_forward(x[:, :, t], a_next, c_next, parameters)
+        a[:, :, t] = a_next
+        c[:, :, t] = c_next
+        y[:, :, t] = yt
+        caches.append(cache)
+    return a, y, c, (caches, x)
+
+
+def lstm_cell_backward(da_next, dc_next, cache):
+    """Backward of one step. da_next, dc_next (n_a, m): gradients w.r.t. a_next, c_next.
+
+    Returns a dict with ``dxt (n_x, m), da_prev, dc_prev (n_a, m), dWf, dWi, dWc, dWo
+    (n_a, n_a + n_x), dbf, dbi, dbc, dbo (n_a, 1)``.
+    """
+    a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters = cache
+    n_a = a_next.shape[0]
+    tanh_c = np.tanh(c_next)
+    dc = dc_next + da_next * ot * (1 - tanh_c ** 2)
+    dot = da_next * tanh_c * ot * (1 - ot)
+    dcct = dc * it * (1 - cct ** 2)
+    dit = dc * cct * it * (1 - it)
+    dft = dc * c_prev * ft * (1 - ft)
+    concat = np.concatenate([a_prev, xt], axis=0)
+    grads = {}
+    dconcat = 0
+    for name, dz in (("f", dft), ("i", dit), ("c", dcct), ("o", dot)):
+        grads["dW" + name] = dz @ concat.T
+        grads["db" + name] = np.sum(dz, axis=1, keepdims=True)
+        dconcat = dconcat + parameters["W" + name].T @ dz
+    return {
+        "dxt": dconcat[n_a:], "da_prev": dconcat[:n_a], "dc_prev": dc * ft,
+        "dWf": grads["dWf"], "dWi": grads["dWi"], "dWc": grads["dWc"], "dWo": grads["dWo"],
+        "dbf": grads["dbf"], "dbi": grads["dbi"], "dbc": grads["dbc"], "dbo": grads["dbo"],
+    }
+
+
+def lstm_backward(da, caches):
+    """Backward over a sequence. da (n_a, m, T'): gradients w.r.t. a of the first T' steps.
+
+    As in the course, ``T' = da.shape[2]`` may be smaller than the forward's ``T_x``: the
+    backward pass then starts at step ``T' - 1`` (later steps cannot influence the loss).
+    Returns a dict with ``dx (n_x, m, T'), da0 (n_a, m)`` and ``dW*``, ``db*`` as above.
+    """
+    cache_list, x = caches
+    n_a, m, T = da.shape
+    n_x = cache_list[0][8].shape[0]
+    dx = np.zeros((n_x, m, T), dtype=da.dtype)
+    totals = None
+    da_prev = np.zeros((n_a, m), dtype=da.dtype)
+    dc_prev = np.zeros((n_a, m), dtype=da.dtype)
+    for t in reversed(range(T)):
+        step = lstm_cell_backward(da[:, :, t] + da_prev, dc_prev, cache_list[t])
+        dx[:, :, t] = step["dxt"]
+        da_prev, dc_prev = step["da_prev"], step["dc_prev"]
+        weight_grads = {k: v for k, v in step.items() if k.startswith(("dW", "db"))}
+        if totals is None:
+            totals = weight_grads
+        else:
+            totals = {k: totals[k] + v for k, v in weight_grads.items()}
+    return {"dx": dx, "da0": da_prev, **{k: totals[k] for k in
+            ("dWf", "dbf", "dWi", "dbi", "dWc", "dbc", "dWo", "dbo")}}

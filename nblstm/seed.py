@@ -1,0 +1,263 @@
+"""The seed-compatible API: the deeplearning.ai course's four LSTM functions, compiled.
+
+Same signatures, shapes, layout (features, batch[, time]) and return structures as the
+course (see ``nblstm.reference`` for the plain NumPy version). These functions are thin
+adapters: they validate, transpose to nblstm's time-major layout, fuse the per-gate weights
+and call ``nblstm.ops``, which runs the fused kernels of the backend the arrays live on.
+
+Returned arrays are new C-contiguous arrays; the ``ft, it, cct, ot`` of a cache are
+(read-only in spirit) views of the gates the forward pass saved. Inputs are never modified.
+"""
+from typing import Any
+
+from . import ops
+from ._dispatch import Backend, select_backend
+from ._validate import (SEED_PARAMETER_KEYS, check_ndim, check_nonempty,
+                        check_seed_parameter_shapes, check_seed_parameters, check_shape,
+                        common_float_dtype)
+
+#: Positions in the course's 10-tuple cache.
+CACHE_FIELDS = ("a_next", "c_next", "a_prev", "c_prev", "ft", "it", "cct", "ot", "xt",
+                "parameters")
+
+
+class SequenceCaches(list):
+    """The per-step caches of ``lstm_forward`` (a plain list of 10-tuples to course code).
+
+    It also remembers the time-major arrays the tuples are views of, so ``lstm_backward``
+    can run on them directly instead of stacking T tuples again. That shortcut is taken
+    only while every tuple is still the one ``lstm_forward`` made (checked by identity);
+    a list that was edited falls back to stacking its tuples.
+    """
+
+    def __init__(self, steps: list, sequence: dict):
+        super().__init__(steps)
+        self._original_steps = tuple(steps)
+        self._sequence = sequence
+
+    def sequence_arrays(self) -> dict | None:
+        """The saved time-major arrays, or None if the list no longer holds the originals."""
+        if len(self) == len(self._original_steps) and all(
+                step is original for step, original in zip(self, self._original_steps)):
+            return self._sequence
+        return None
+
+
+def _seed_arrays(named: dict[str, Any], parameters: Any) -> tuple[Backend, Any]:
+    """Backend and dtype for the named arrays plus the seed's parameter arrays."""
+    check_seed_parameters(parameters)
+    all_arrays = dict(named)
+    all_arrays.update({f"parameters[{key!r}]": parameters[key] for key in SEED_PARAMETER_KEYS})
+    backend = select_backend(all_arrays)
+    return backend, common_float_dtype(all_arrays)
+
+
+def _time_major(backend: Backend, array_2d: Any) -> Any:
+    """(features, batch) -> contiguous (1, batch, features)."""
+    return backend.xp.ascontiguousarray(array_2d.T)[None]
+
+
+def _state(backend: Backend, array_2d: Any) -> Any:
+    """(features, batch) -> contiguous (batch, features)."""
+    return backend.xp.ascontiguousarray(array_2d.T)
+
+
+def _course_layout(backend: Backend, array_tbf: Any) -> Any:
+    """Time-major (T, batch, features) -> the course's contiguous (features, batch, T)."""
+    return backend.xp.ascontiguousarray(array_tbf.transpose(2, 1, 0))
+
+
+def _gate_views(gates_t: Any, H: int) -> tuple:
+    """Activated gates of one step (B, 4H), order (i, f, g, o) -> the course's
+    ``(ft, it, cct, ot)``, each ``(n_a, m)``."""
+    return (gates_t[:, H:2 * H].T, gates_t[:, 0:H].T, gates_t[:, 2 * H:3 * H].T,
+            gates_t[:, 3 * H:].T)
+
+
+def lstm_cell_forward(xt: Any, a_prev: Any, c_prev: Any, parameters: dict) -> tuple:
+    """One LSTM step (the course's ``lstm_cell_forward``).
+
+    xt (n_x, m), a_prev (n_a, m), c_prev (n_a, m); parameters ``Wf, Wi, Wc, Wo``
+    (n_a, n_a + n_x) acting on ``[a_prev; xt]``, ``bf, bi, bc, bo`` (n_a, 1), ``Wy``
+    (n_y, n_a), ``by`` (n_y, 1).
+
+    Returns ``a_next (n_a, m), c_next (n_a, m), yt_pred (n_y, m), cache`` where
+    ``yt_pred = softmax(Wy @ a_next + by)`` per column and
+    ``cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)``.
+    """
+    backend, _ = _seed_arrays({"xt": xt, "a_prev": a_prev, "c_prev": c_prev}, parameters)
+    check_ndim("xt", xt, 2, "(n_x, m)")
+    check_nonempty("xt", xt, "(n_x, m)")
+    n_x, m = xt.shape
+    check_ndim("a_prev", a_prev, 2, "(n_a, m)")
+    check_nonempty("a_prev", a_prev, "(n_a, m)")
+    n_a = a_prev.shape[0]
+    check_shape("a_prev", a_prev, (n_a, m), "(n_a, m)")
+    check_shape("c_prev", c_prev, (n_a, m), "(n_a, m)")
+    check_seed_parameter_shapes(parameters, n_a, n_x)
+
+    W_x, W_h, b = ops.fuse_seed_weights(parameters, n_a, backend)
+    h_all, c_all, gates_all = ops.sequence_forward(
+        backend, _time_major(backend, xt), _state(backend, a_prev), _state(backend, c_prev),
+        W_x, W_h, b)
+    probabilities = ops.output_softmax(backend, h_all, parameters["Wy"], parameters["by"])
+    xp = backend.xp
+    a_next = xp.ascontiguousarray(h_all[0].T)
+    c_next = xp.ascontiguousarray(c_all[0].T)
+    yt_pred = xp.ascontiguousarray(probabilities[0].T)
+    ft, it, cct, ot = _gate_views(gates_all[0], n_a)
+    cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)
+    return a_next, c_next, yt_pred, cache
+
+
+def lstm_forward(x: Any, a0: Any, parameters: dict) -> tuple:
+    """LSTM over a whole sequence (the course's ``lstm_forward``); the cell state starts at 0.
+
+    x (n_x, m, T_x), a0 (n_a, m), parameters as in ``lstm_cell_forward``.
+    Returns ``a (n_a, m, T_x), y (n_y, m, T_x), c (n_a, m, T_x), caches`` with
+    ``caches = (list_of_T_x_caches, x)``, one 10-tuple cache per step.
+    """
+    backend, _ = _seed_arrays({"x": x, "a0": a0}, parameters)
+    check_ndim("x", x, 3, "(n_x, m, T_x)")
+    check_nonempty("x", x, "(n_x, m, T_x)")
+    n_x, m, T = x.shape
+    check_ndim("a0", a0, 2, "(n_a, m)")
+    check_nonempty("a0", a0, "(n_a, m)")
+    n_a = a0.shape[0]
+    check_shape("a0", a0, (n_a, m), "(n_a, m)")
+    check_seed_parameter_shapes(parameters, n_a, n_x)
+
+    xp = backend.xp
+    x_tbx = _course_layout(backend, x)
+    h0 = _state(backend, a0)
+    c0 = xp.zeros_like(h0)
+    W_x, W_h, b = ops.fuse_seed_weights(parameters, n_a, backend)
+    h_all, c_all, gates_all = ops.sequence_forward(backend, x_tbx, h0, c0, W_x, W_h, b)
+    probabilities = ops.output_softmax(backend, h_all, parameters["Wy"], parameters["by"])
+
+    steps = []
+    for t in range(T):
+        a_prev = a0 if t == 0 else h_all[t - 1].T
+        c_prev = c0.T if t == 0 else c_all[t - 1].T
+        steps.append((h_all[t].T, c_all[t].T, a_prev, c_prev, *_gate_views(gates_all[t], n_a),
+                      x_tbx[t].T, parameters))
+    sequence = {"x": x_tbx, "h0": h0, "c0": c0, "h_all": h_all, "c_all": c_all,
+                "gates_all": gates_all}
+    return (_course_layout(backend, h_all), _course_layout(backend, probabilities),
+            _course_layout(backend, c_all), (SequenceCaches(steps, sequence), x))
+
+
+def _check_cache(cache: Any, name: str) -> tuple:
+    """A course cache: a 10-tuple of arrays plus the parameter dict."""
+    if not isinstance(cache, (tuple, list)) or len(cache) != len(CACHE_FIELDS):
+        length = f" of length {len(cache)}" if isinstance(cache, (tuple, list)) else ""
+        raise TypeError(f"{name} must be the 10-tuple ({', '.join(CACHE_FIELDS)}) made by the "
+                        f"forward pass; got {type(cache).__name__}{length}")
+    return tuple(cache)
+
+
+def _check_cache_arrays(cache: tuple, name: str, n_a: int, m: int, n_x: int) -> None:
+    """Shapes of one cache's arrays for the given sizes."""
+    for field, value in zip(CACHE_FIELDS[:9], cache[:9]):
+        expected = (n_x, m) if field == "xt" else (n_a, m)
+        check_ndim(f"{name}[{CACHE_FIELDS.index(field)}] ({field})", value, 2,
+                   "(n_x, m)" if field == "xt" else "(n_a, m)")
+        check_shape(f"{name}[{CACHE_FIELDS.index(field)}] ({field})", value, expected,
+                    "(n_x, m)" if field == "xt" else "(n_a, m)")
+
+
+def _cache_arrays(cache: tuple, name: str) -> dict:
+    return {f"{name}[{k}] ({field})": cache[k] for k, field in enumerate(CACHE_FIELDS[:9])}
+
+
+def lstm_cell_backward(da_next: Any, dc_next: Any, cache: tuple) -> dict:
+    """Backward of one step (the course's ``lstm_cell_backward``).
+
+    da_next, dc_next (n_a, m): loss gradients with respect to ``a_next`` and ``c_next``;
+    ``cache`` as returned by ``lstm_cell_forward``.
+    Returns a dict with ``dxt (n_x, m)``, ``da_prev``, ``dc_prev`` (n_a, m), ``dWf, dWi,
+    dWc, dWo`` (n_a, n_a + n_x) and ``dbf, dbi, dbc, dbo`` (n_a, 1).
+    """
+    cache = _check_cache(cache, "cache")
+    parameters = cache[9]
+    backend, _ = _seed_arrays({"da_next": da_next, "dc_next": dc_next,
+                               **_cache_arrays(cache, "cache")}, parameters)
+    a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, _ = cache
+    check_ndim("da_next", da_next, 2, "(n_a, m)")
+    check_nonempty("da_next", da_next, "(n_a, m)")
+    n_a, m = da_next.shape
+    check_shape("dc_next", dc_next, (n_a, m), "(n_a, m)")
+    check_ndim("cache[8] (xt)", xt, 2, "(n_x, m)")
+    n_x = xt.shape[0]
+    _check_cache_arrays(cache, "cache", n_a, m, n_x)
+    check_seed_parameter_shapes(parameters, n_a, n_x)
+
+    xp = backend.xp
+    W_x, W_h, _ = ops.fuse_seed_weights(parameters, n_a, backend)
+    gates = xp.concatenate([it.T, ft.T, cct.T, ot.T], axis=1)[None]
+    dx, dh0, dc0, dW_x, dW_h, db = ops.sequence_backward(
+        backend, _time_major(backend, xt), _state(backend, a_prev), _state(backend, c_prev),
+        W_x, W_h, _time_major(backend, a_next), _time_major(backend, c_next), gates,
+        _time_major(backend, da_next), xp.zeros((m, n_a), dtype=da_next.dtype),
+        _state(backend, dc_next))
+    return {"dxt": xp.ascontiguousarray(dx[0].T), "da_prev": xp.ascontiguousarray(dh0.T),
+            "dc_prev": xp.ascontiguousarray(dc0.T),
+            **ops.unfuse_seed_gradients(dW_x, dW_h, db, backend)}
+
+
+def _stack_caches(backend: Backend, steps: list, n_a: int, m: int, n_x: int) -> dict:
+    """Time-major arrays from a list of course caches (any list, e.g. built by hand)."""
+    xp = backend.xp
+    for t, cache in enumerate(steps):
+        _check_cache_arrays(cache, f"caches[0][{t}]", n_a, m, n_x)
+    stack = lambda k: xp.ascontiguousarray(xp.stack([cache[k].T for cache in steps]))
+    gates = xp.concatenate([stack(5), stack(4), stack(6), stack(7)], axis=2)  # i, f, g, o
+    return {"x": stack(8), "h0": _state(backend, steps[0][2]), "c0": _state(backend, steps[0][3]),
+            "h_all": stack(0), "c_all": stack(1), "gates_all": gates}
+
+
+def lstm_backward(da: Any, caches: tuple) -> dict:
+    """Backward over a sequence (the course's ``lstm_backward``).
+
+    da (n_a, m, T'): loss gradients with respect to ``a`` of the first ``T' <= T_x`` steps
+    (as in the course, a shorter ``da`` backpropagates from step ``T' - 1``: later steps
+    cannot influence the loss); ``caches = (list_of_caches, x)`` from ``lstm_forward``.
+    Returns a dict with ``dx (n_x, m, T')``, ``da0 (n_a, m)``, ``dWf, dWi, dWc, dWo``
+    (n_a, n_a + n_x) and ``dbf, dbi, dbc, dbo`` (n_a, 1).
+    """
+    if not isinstance(caches, (tuple, list)) or len(caches) != 2:
+        raise TypeError("caches must be the pair (list_of_caches, x) returned by lstm_forward; "
+                        f"got {type(caches).__name__}")
+    steps = caches[0]
+    if not isinstance(steps, (list, tuple)) or len(steps) == 0:
+        raise TypeError("caches[0] must be a non-empty list of per-step caches; got "
+                        f"{type(steps).__name__}" + (" of length 0" if hasattr(steps, "__len__") else ""))
+    first = _check_cache(steps[0], "caches[0][0]")
+    parameters = first[9]
+    backend, _ = _seed_arrays({"da": da, **_cache_arrays(first, "caches[0][0]")}, parameters)
+    check_ndim("da", da, 3, "(n_a, m, T')")
+    check_nonempty("da", da, "(n_a, m, T')")
+    n_a, m, T = da.shape
+    if T > len(steps):
+        raise ValueError(f"da covers {T} time steps but caches hold only {len(steps)}; "
+                         f"expected da of shape (n_a, m, T') with T' <= {len(steps)}")
+    check_ndim("caches[0][0][8] (xt)", first[8], 2, "(n_x, m)")
+    n_x = first[8].shape[0]
+    _check_cache_arrays(first, "caches[0][0]", n_a, m, n_x)
+    check_seed_parameter_shapes(parameters, n_a, n_x)
+
+    sequence = steps.sequence_arrays() if isinstance(steps, SequenceCaches) else None
+    if sequence is None:
+        checked = [_check_cache(cache, f"caches[0][{t}]") for t, cache in enumerate(steps[:T])]
+        common_float_dtype({"da": da, **{f"caches[0][{t}][{k}]": cache[k]
+                                         for t, cache in enumerate(checked) for k in range(9)}})
+        sequence = _stack_caches(backend, checked, n_a, m, n_x)
+    xp = backend.xp
+    W_x, W_h, _ = ops.fuse_seed_weights(parameters, n_a, backend)
+    zeros = xp.zeros((m, n_a), dtype=da.dtype)
+    dx, dh0, _, dW_x, dW_h, db = ops.sequence_backward(
+        backend, sequence["x"][:T], sequence["h0"], sequence["c0"], W_x, W_h,
+        sequence["h_all"][:T], sequence["c_all"][:T], sequence["gates_all"][:T],
+        _course_layout(backend, da), zeros, zeros)
+    return {"dx": _course_layout(backend, dx), "da0": xp.ascontiguousarray(dh0.T),
+            **ops.unfuse_seed_gradients(dW_x, dW_h, db, backend)}
