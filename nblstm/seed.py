@@ -166,6 +166,16 @@ def _check_cache_arrays(cache: tuple, name: str, n_a: int, m: int, n_x: int) -> 
                     "(n_x, m)" if field == "xt" else "(n_a, m)")
 
 
+def _cache_sizes(cache: tuple, name: str) -> tuple[int, int, int]:
+    """``(n_a, m, n_x)`` of a course cache, read from its ``a_next`` and ``xt``."""
+    check_ndim(f"{name}[0] (a_next)", cache[0], 2, "(n_a, m)")
+    check_nonempty(f"{name}[0] (a_next)", cache[0], "(n_a, m)")
+    check_ndim(f"{name}[8] (xt)", cache[8], 2, "(n_x, m)")
+    check_nonempty(f"{name}[8] (xt)", cache[8], "(n_x, m)")
+    n_a, m = cache[0].shape
+    return n_a, m, cache[8].shape[0]
+
+
 def _cache_arrays(cache: tuple, name: str) -> dict:
     return {f"{name}[{k}] ({field})": cache[k] for k, field in enumerate(CACHE_FIELDS[:9])}
 
@@ -183,12 +193,9 @@ def lstm_cell_backward(da_next: Any, dc_next: Any, cache: tuple) -> dict:
     backend, _ = _seed_arrays({"da_next": da_next, "dc_next": dc_next,
                                **_cache_arrays(cache, "cache")}, parameters)
     a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, _ = cache
-    check_ndim("da_next", da_next, 2, "(n_a, m)")
-    check_nonempty("da_next", da_next, "(n_a, m)")
-    n_a, m = da_next.shape
+    n_a, m, n_x = _cache_sizes(cache, "cache")
+    check_shape("da_next", da_next, (n_a, m), "(n_a, m)")
     check_shape("dc_next", dc_next, (n_a, m), "(n_a, m)")
-    check_ndim("cache[8] (xt)", xt, 2, "(n_x, m)")
-    n_x = xt.shape[0]
     _check_cache_arrays(cache, "cache", n_a, m, n_x)
     check_seed_parameter_shapes(parameters, n_a, n_x)
 
@@ -235,14 +242,14 @@ def lstm_backward(da: Any, caches: tuple) -> dict:
     first = _check_cache(steps[0], "caches[0][0]")
     parameters = first[9]
     backend, _ = _seed_arrays({"da": da, **_cache_arrays(first, "caches[0][0]")}, parameters)
+    n_a, m, n_x = _cache_sizes(first, "caches[0][0]")
     check_ndim("da", da, 3, "(n_a, m, T')")
     check_nonempty("da", da, "(n_a, m, T')")
-    n_a, m, T = da.shape
+    T = da.shape[2]
+    check_shape("da", da, (n_a, m, T), "(n_a, m, T')")
     if T > len(steps):
         raise ValueError(f"da covers {T} time steps but caches hold only {len(steps)}; "
                          f"expected da of shape (n_a, m, T') with T' <= {len(steps)}")
-    check_ndim("caches[0][0][8] (xt)", first[8], 2, "(n_x, m)")
-    n_x = first[8].shape[0]
     _check_cache_arrays(first, "caches[0][0]", n_a, m, n_x)
     check_seed_parameter_shapes(parameters, n_a, n_x)
 
