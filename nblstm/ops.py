@@ -38,6 +38,16 @@ def unfuse_seed_gradients(dW_x: Any, dW_h: Any, db: Any, backend: Backend) -> di
     return {key: grads[key] for key in ("dWf", "dbf", "dWi", "dbi", "dWc", "dbc", "dWo", "dbo")}
 
 
+def reverse_axes(backend: Backend, array: Any) -> Any:
+    """New C-contiguous array ``out[k, j, i] = array[i, j, k]`` (3-D): the seed's
+    (features, batch, time) <-> nblstm's time-major (time, batch, features)."""
+    xp = backend.xp
+    source = xp.ascontiguousarray(array)
+    out = xp.empty(source.shape[::-1], dtype=source.dtype)
+    backend.kernels.reverse_axes_copy(source, out)
+    return out
+
+
 def sequence_forward(backend: Backend, x, h0, c0, W_x, W_h, b) -> tuple:
     """Training forward over a sequence: ``(h_all, c_all, gates_all)``.
 

@@ -62,9 +62,6 @@ def _state(backend: Backend, array_2d: Any) -> Any:
     return backend.xp.ascontiguousarray(array_2d.T)
 
 
-def _course_layout(backend: Backend, array_tbf: Any) -> Any:
-    """Time-major (T, batch, features) -> the course's contiguous (features, batch, T)."""
-    return backend.xp.ascontiguousarray(array_tbf.transpose(2, 1, 0))
 
 
 def _gate_views(gates_t: Any, H: int) -> tuple:
@@ -128,7 +125,7 @@ def lstm_forward(x: Any, a0: Any, parameters: dict) -> tuple:
     check_seed_parameter_shapes(parameters, n_a, n_x)
 
     xp = backend.xp
-    x_tbx = _course_layout(backend, x)
+    x_tbx = ops.reverse_axes(backend, x)
     h0 = _state(backend, a0)
     c0 = xp.zeros_like(h0)
     W_x, W_h, b = ops.fuse_seed_weights(parameters, n_a, backend)
@@ -143,8 +140,8 @@ def lstm_forward(x: Any, a0: Any, parameters: dict) -> tuple:
                       x_tbx[t].T, parameters))
     sequence = {"x": x_tbx, "h0": h0, "c0": c0, "h_all": h_all, "c_all": c_all,
                 "gates_all": gates_all}
-    return (_course_layout(backend, h_all), _course_layout(backend, probabilities),
-            _course_layout(backend, c_all), (SequenceCaches(steps, sequence), x))
+    return (ops.reverse_axes(backend, h_all), ops.reverse_axes(backend, probabilities),
+            ops.reverse_axes(backend, c_all), (SequenceCaches(steps, sequence), x))
 
 
 def _check_cache(cache: Any, name: str) -> tuple:
@@ -265,6 +262,6 @@ def lstm_backward(da: Any, caches: tuple) -> dict:
     dx, dh0, _, dW_x, dW_h, db = ops.sequence_backward(
         backend, sequence["x"][:T], sequence["h0"], sequence["c0"], W_x, W_h,
         sequence["h_all"][:T], sequence["c_all"][:T], sequence["gates_all"][:T],
-        _course_layout(backend, da), zeros, zeros)
-    return {"dx": _course_layout(backend, dx), "da0": xp.ascontiguousarray(dh0.T),
+        ops.reverse_axes(backend, da), zeros, zeros)
+    return {"dx": ops.reverse_axes(backend, dx), "da0": xp.ascontiguousarray(dh0.T),
             **ops.unfuse_seed_gradients(dW_x, dW_h, db, backend)}

@@ -1,0 +1,49 @@
+"""The ``nblstm`` command."""
+import subprocess
+import sys
+
+import numpy as np
+
+from nblstm import cli, seed
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "nblstm.cli", *args], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_info_reports_versions_blas_threading_and_backends():
+    result = run_cli("info")
+    assert result.returncode == 0, result.stderr
+    for fragment in ("nblstm", "numpy", "numba", "scipy", "threading layer", "BLAS",
+                     "backend cpu", "available", "backend cuda"):
+        assert fragment in result.stdout, fragment
+
+
+def test_check_passes_and_prints_a_table():
+    result = run_cli("check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all checks passed" in result.stdout
+    rows = [line for line in result.stdout.splitlines() if line.startswith("cpu ")]
+    assert len(rows) == 2 * 13  # two dtypes x (a, y, c + 10 gradients)
+    assert all(row.endswith("ok") for row in rows)
+
+
+class _WrongForward:
+    """The seed API with a forward pass that is off by a little: check must notice."""
+    lstm_backward = staticmethod(seed.lstm_backward)
+
+    @staticmethod
+    def lstm_forward(x, a0, parameters):
+        a, y, c, caches = seed.lstm_forward(x, a0, parameters)
+        return a + np.asarray(1e-4, dtype=a.dtype), y, c, caches
+
+
+def test_check_fails_on_a_mismatch(capsys):
+    assert cli.check(implementation=_WrongForward) == 1
+    out = capsys.readouterr().out
+    assert "MISMATCH" in out and "FAILED" in out
+
+
+def test_unknown_command_is_an_error():
+    assert run_cli("frobnicate").returncode == 2
