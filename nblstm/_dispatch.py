@@ -1,32 +1,98 @@
-"""Array type -> backend.
+"""Array type -> backend, and moving arrays between array types.
 
-NumPy arrays run on the CPU backend (``nblstm.kernels.cpu``). GPU arrays (CuPy, numba
-device arrays, anything exposing ``__cuda_array_interface__``, and the CUDA simulator's
-``__cuda_ndarray__``) are recognised so that the error says what happened, but there is no
-CUDA backend yet: they get a ``TypeError``. Mixed host and device arguments are refused
-(no silent copies). Nothing here imports CuPy or touches a GPU driver.
+- NumPy arrays run on the CPU backend (``nblstm.kernels.cpu``).
+- GPU arrays run on the CUDA backend (``nblstm.kernels.cuda``): CuPy arrays, numba device
+  arrays, the CUDA simulator's arrays (``__cuda_ndarray__``) and anything else exposing
+  ``__cuda_array_interface__``.
+- Mixed host and device arguments are refused with a ``TypeError`` that says which
+  argument lives where: nblstm never copies silently.
+- ``backend="cpu" | "cuda"`` forces a backend: inputs are moved there explicitly and the
+  results are moved back to the inputs' array type.
+
+Array kinds: ``"numpy"``; ``"cupy"``; ``"numba"`` (numba device arrays, also what a generic
+``__cuda_array_interface__`` object becomes). Results have the kind of the inputs (CuPy in,
+CuPy out; numba in, numba out). When CuPy works, the CUDA backend computes on CuPy arrays
+(cuBLAS GEMMs, CuPy's memory pool), wrapping numba arrays as zero-copy CuPy views.
+
+Nothing here imports CuPy or numba's CUDA target until a GPU array (or ``backend="cuda"``)
+actually arrives, so ``import nblstm`` never touches a GPU driver.
 """
+import functools
+import importlib.util
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+BACKEND_NAMES = ("cpu", "cuda")
+
+
+def array_kind(value: Any) -> str | None:
+    """``"numpy"``, ``"cupy"``, ``"numba"`` or None (not an array nblstm accepts)."""
+    if isinstance(value, np.ndarray):
+        return "numpy"
+    if type(value).__module__.split(".")[0] == "cupy" and hasattr(value, "__cuda_array_interface__"):
+        return "cupy"
+    if hasattr(value, "__cuda_ndarray__") or hasattr(value, "__cuda_array_interface__"):
+        return "numba"
+    return None
+
 
 def is_gpu_array(value: Any) -> bool:
     """True for objects that live in GPU memory (checked by attribute, imports nothing)."""
-    return hasattr(value, "__cuda_array_interface__") or hasattr(value, "__cuda_ndarray__")
+    return array_kind(value) in ("cupy", "numba")
+
+
+@functools.cache
+def cuda_unavailable_reason() -> str | None:
+    """None when the CUDA backend can run here (a GPU, or the CUDA simulator); else why not."""
+    if importlib.util.find_spec("numba_cuda") is None:
+        return ("numba-cuda is not installed (pip install 'nblstm[cuda12]' or 'nblstm[cuda13]', "
+                "or numba-cuda alone for the CUDA simulator)")
+    from nblstm.kernels import cuda_target
+    return cuda_target.unavailable_reason()
+
+
+@functools.cache
+def cupy_usable() -> bool:
+    """CuPy is installed and can allocate on a GPU (never in the simulator)."""
+    from nblstm.kernels import cuda_target
+    if cuda_target.SIMULATOR:
+        return False
+    try:
+        import cupy
+        cupy.zeros(1)
+        return True
+    except Exception:  # not installed, no driver, no device: all mean "don't use CuPy"
+        return False
+
+
+def _cupy() -> ModuleType:
+    import cupy
+    return cupy
+
+
+def _numba_cuda() -> ModuleType:
+    from nblstm.kernels.cuda_target import cuda
+    return cuda
 
 
 @dataclass(frozen=True)
 class Backend:
-    """A place where arrays live and the kernels that run there.
-
-    name:  "cpu" or "cuda"
-    xp:    the array module used for allocation and layout changes (numpy on the CPU)
-    """
+    """Where the kernels run (``name``) and the kind of arrays they work on there."""
     name: str
-    xp: ModuleType
+    array_kind: str
+
+    @property
+    def xp(self) -> Any:
+        """The array module for allocation and layout changes on this backend."""
+        if self.array_kind == "numpy":
+            return np
+        if self.array_kind == "cupy":
+            return _cupy()
+        from nblstm.kernels.cuda_arrays import DeviceArrayModule
+        return DeviceArrayModule
 
     @property
     def kernels(self) -> ModuleType:
@@ -34,29 +100,78 @@ class Backend:
         if self.name == "cpu":
             from nblstm.kernels import cpu
             return cpu
-        raise RuntimeError(f"no kernels for backend {self.name!r}")
+        from nblstm.kernels import cuda
+        return cuda
+
+    def adopt(self, array: Any) -> Any:
+        """``array`` as this backend's kind: zero-copy between GPU kinds, a transfer
+        between host and device (only when a backend was forced)."""
+        return convert(array, self.array_kind)
 
 
-CPU = Backend("cpu", np)
+def convert(array: Any, kind: str) -> Any:
+    """``array`` as an array of ``kind`` (the same object when it already is one)."""
+    source = array_kind(array)
+    if source == kind:
+        return array
+    if kind == "numpy":
+        return _cupy().asnumpy(array) if source == "cupy" else array.copy_to_host()
+    if kind == "cupy":
+        return _cupy().asarray(array)  # zero-copy from numba arrays, a transfer from NumPy
+    if source == "numpy":
+        return _numba_cuda().to_device(array)
+    return _numba_cuda().as_cuda_array(array)  # zero-copy view
 
 
-def select_backend(named_arrays: dict[str, Any]) -> Backend:
-    """The backend for these arguments (``{name: value}``), or a ``TypeError`` naming the
-    argument that is not an array, or saying which arguments live where."""
-    on_host, on_gpu = [], []
+def convert_results(result: Any, kind: str) -> Any:
+    """``convert`` applied through tuples, lists and dicts; containers whose contents do not
+    change are returned as they are (so a cache keeps the caller's parameter dict)."""
+    if isinstance(result, (tuple, list)):
+        items = [convert_results(item, kind) for item in result]
+        if all(new is old for new, old in zip(items, result)):
+            return result
+        return tuple(items) if isinstance(result, tuple) else list(items)
+    if isinstance(result, dict):
+        items = {key: convert_results(value, kind) for key, value in result.items()}
+        if all(items[key] is result[key] for key in result):
+            return result
+        return items
+    if array_kind(result) is not None:
+        return convert(result, kind)
+    return result
+
+
+def select_backend(named_arrays: dict[str, Any], backend: str | None = None) -> tuple[Backend, str]:
+    """The backend for these arguments (``{name: value}``) and the arguments' array kind.
+
+    ``TypeError`` for an argument that is not an array, or for host and device arguments
+    mixed; ``ValueError`` for an unknown ``backend``; ``RuntimeError`` when CUDA is needed
+    but unavailable (the message says why).
+    """
+    if backend is not None and backend not in BACKEND_NAMES:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))} or None, "
+                         f"got {backend!r}")
+    kinds = {}
     for name, value in named_arrays.items():
-        if isinstance(value, np.ndarray):
-            on_host.append(name)
-        elif is_gpu_array(value):
-            on_gpu.append(name)
-        else:
-            raise TypeError(f"{name} must be an array (numpy.ndarray), "
+        kind = array_kind(value)
+        if kind is None:
+            raise TypeError(f"{name} must be an array (numpy.ndarray, or a GPU array: CuPy, numba "
+                            f"device array, __cuda_array_interface__), "
                             f"got {type(value).__module__}.{type(value).__qualname__}")
+        kinds[name] = kind
+    on_host = [name for name, kind in kinds.items() if kind == "numpy"]
+    on_gpu = [name for name, kind in kinds.items() if kind != "numpy"]
     if on_host and on_gpu:
         raise TypeError(f"arguments live on different devices: {', '.join(on_host)} on the host "
-                        f"(NumPy), {', '.join(on_gpu)} on the GPU; nblstm does not copy silently, "
-                        f"move them to one place first")
-    if on_gpu:
-        raise TypeError(f"{on_gpu[0]} is a GPU array ({type(named_arrays[on_gpu[0]]).__name__}), "
-                        f"but this version of nblstm has no CUDA backend; pass NumPy arrays")
-    return CPU
+                        f"(NumPy), {', '.join(on_gpu)} on the GPU; nblstm does not copy silently: "
+                        f"move them to one place first, or pass backend='cpu' or 'cuda'")
+    origin = "numpy" if on_host else ("cupy" if "cupy" in kinds.values() else "numba")
+    target = backend or ("cpu" if origin == "numpy" else "cuda")
+    if target == "cpu":
+        return Backend("cpu", "numpy"), origin
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        what = (f"{on_gpu[0]} is a GPU array" if on_gpu else "backend='cuda' was requested")
+        raise RuntimeError(f"{what}, but the CUDA backend is unavailable: {reason}")
+    kind = "cupy" if origin == "cupy" or cupy_usable() else "numba"
+    return Backend("cuda", kind), origin

@@ -35,6 +35,9 @@ def common_float_dtype(named_arrays: dict[str, Any]) -> np.dtype:
 
 
 def check_ndim(name: str, array: Any, ndim: int, layout: str) -> None:
+    if not hasattr(array, "shape") or not hasattr(array, "dtype"):
+        raise TypeError(f"{name} must be an array of shape {layout}, "
+                        f"got {type(array).__module__}.{type(array).__qualname__}")
     if len(array.shape) != ndim:
         raise ValueError(f"{name} must be a {ndim}-D array of shape {layout}, got a "
                          f"{len(array.shape)}-D array of shape {describe_shape(array.shape)}")

@@ -5,13 +5,17 @@ course (see ``nblstm.reference`` for the plain NumPy version). These functions a
 adapters: they validate, transpose to nblstm's time-major layout, fuse the per-gate weights
 and call ``nblstm.ops``, which runs the fused kernels of the backend the arrays live on.
 
-Returned arrays are new C-contiguous arrays; the ``ft, it, cct, ot`` of a cache are
-(read-only in spirit) views of the gates the forward pass saved. Inputs are never modified.
+The arrays' type picks the backend (NumPy -> CPU, GPU arrays -> CUDA) and results have the
+inputs' array type; ``backend="cpu" | "cuda"`` forces a backend (inputs are moved there,
+results moved back). Returned arrays are new C-contiguous arrays; the ``ft, it, cct, ot`` of
+a cache are (read-only in spirit) views of the gates the forward pass saved. Inputs are
+never modified.
 """
+from dataclasses import dataclass
 from typing import Any
 
 from . import ops
-from ._dispatch import Backend, select_backend
+from ._dispatch import Backend, array_kind, convert_results, select_backend
 from ._validate import (SEED_PARAMETER_KEYS, check_ndim, check_nonempty,
                         check_seed_parameter_shapes, check_seed_parameters, check_shape,
                         common_float_dtype)
@@ -43,18 +47,35 @@ class SequenceCaches(list):
         return None
 
 
-def _seed_arrays(named: dict[str, Any], parameters: Any) -> tuple[Backend, Any]:
-    """Backend and dtype for the named arrays plus the seed's parameter arrays."""
+@dataclass
+class _Call:
+    """One public call: the backend it runs on, its array arguments and parameters as that
+    backend's arrays, and the array kind its results must be returned in."""
+    backend: Backend
+    result_kind: str
+    arrays: dict
+    parameters: dict
+
+    def results(self, value: Any) -> Any:
+        return convert_results(value, self.result_kind)
+
+
+def _prepare(named: dict[str, Any], parameters: Any, backend: str | None) -> _Call:
+    """Check types and dtypes of the named arrays plus the seed's parameters, pick the
+    backend, and adopt every array into it (zero-copy unless a backend was forced)."""
     check_seed_parameters(parameters)
     all_arrays = dict(named)
     all_arrays.update({f"parameters[{key!r}]": parameters[key] for key in SEED_PARAMETER_KEYS})
-    backend = select_backend(all_arrays)
-    return backend, common_float_dtype(all_arrays)
+    chosen, origin = select_backend(all_arrays, backend)
+    common_float_dtype(all_arrays)
+    return _Call(chosen, origin, {name: chosen.adopt(value) for name, value in named.items()},
+                 {key: chosen.adopt(parameters[key]) for key in SEED_PARAMETER_KEYS})
 
 
 def _time_major(backend: Backend, array_2d: Any) -> Any:
     """(features, batch) -> contiguous (1, batch, features)."""
-    return backend.xp.ascontiguousarray(array_2d.T)[None]
+    state = _state(backend, array_2d)
+    return state.reshape((1,) + tuple(state.shape))
 
 
 def _state(backend: Backend, array_2d: Any) -> Any:
@@ -71,7 +92,8 @@ def _gate_views(gates_t: Any, H: int) -> tuple:
             gates_t[:, 3 * H:].T)
 
 
-def lstm_cell_forward(xt: Any, a_prev: Any, c_prev: Any, parameters: dict) -> tuple:
+def lstm_cell_forward(xt: Any, a_prev: Any, c_prev: Any, parameters: dict,
+                      backend: str | None = None) -> tuple:
     """One LSTM step (the course's ``lstm_cell_forward``).
 
     xt (n_x, m), a_prev (n_a, m), c_prev (n_a, m); parameters ``Wf, Wi, Wc, Wo``
@@ -82,7 +104,7 @@ def lstm_cell_forward(xt: Any, a_prev: Any, c_prev: Any, parameters: dict) -> tu
     ``yt_pred = softmax(Wy @ a_next + by)`` per column and
     ``cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)``.
     """
-    backend, _ = _seed_arrays({"xt": xt, "a_prev": a_prev, "c_prev": c_prev}, parameters)
+    call = _prepare({"xt": xt, "a_prev": a_prev, "c_prev": c_prev}, parameters, backend)
     check_ndim("xt", xt, 2, "(n_x, m)")
     check_nonempty("xt", xt, "(n_x, m)")
     n_x, m = xt.shape
@@ -93,28 +115,29 @@ def lstm_cell_forward(xt: Any, a_prev: Any, c_prev: Any, parameters: dict) -> tu
     check_shape("c_prev", c_prev, (n_a, m), "(n_a, m)")
     check_seed_parameter_shapes(parameters, n_a, n_x)
 
-    W_x, W_h, b = ops.fuse_seed_weights(parameters, n_a, backend)
+    run, arrays, params = call.backend, call.arrays, call.parameters
+    W_x, W_h, b = ops.fuse_seed_weights(params, n_a, run)
     h_all, c_all, gates_all = ops.sequence_forward(
-        backend, _time_major(backend, xt), _state(backend, a_prev), _state(backend, c_prev),
-        W_x, W_h, b)
-    probabilities = ops.output_softmax(backend, h_all, parameters["Wy"], parameters["by"])
-    xp = backend.xp
+        run, _time_major(run, arrays["xt"]), _state(run, arrays["a_prev"]),
+        _state(run, arrays["c_prev"]), W_x, W_h, b)
+    probabilities = ops.output_softmax(run, h_all, params["Wy"], params["by"])
+    xp = run.xp
     a_next = xp.ascontiguousarray(h_all[0].T)
     c_next = xp.ascontiguousarray(c_all[0].T)
     yt_pred = xp.ascontiguousarray(probabilities[0].T)
     ft, it, cct, ot = _gate_views(gates_all[0], n_a)
-    cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)
-    return a_next, c_next, yt_pred, cache
+    a_next, c_next, yt_pred, ft, it, cct, ot = call.results((a_next, c_next, yt_pred, ft, it, cct, ot))
+    return a_next, c_next, yt_pred, (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)
 
 
-def lstm_forward(x: Any, a0: Any, parameters: dict) -> tuple:
+def lstm_forward(x: Any, a0: Any, parameters: dict, backend: str | None = None) -> tuple:
     """LSTM over a whole sequence (the course's ``lstm_forward``); the cell state starts at 0.
 
     x (n_x, m, T_x), a0 (n_a, m), parameters as in ``lstm_cell_forward``.
     Returns ``a (n_a, m, T_x), y (n_y, m, T_x), c (n_a, m, T_x), caches`` with
     ``caches = (list_of_T_x_caches, x)``, one 10-tuple cache per step.
     """
-    backend, _ = _seed_arrays({"x": x, "a0": a0}, parameters)
+    call = _prepare({"x": x, "a0": a0}, parameters, backend)
     check_ndim("x", x, 3, "(n_x, m, T_x)")
     check_nonempty("x", x, "(n_x, m, T_x)")
     n_x, m, T = x.shape
@@ -124,24 +147,30 @@ def lstm_forward(x: Any, a0: Any, parameters: dict) -> tuple:
     check_shape("a0", a0, (n_a, m), "(n_a, m)")
     check_seed_parameter_shapes(parameters, n_a, n_x)
 
-    xp = backend.xp
-    x_tbx = ops.reverse_axes(backend, x)
-    h0 = _state(backend, a0)
-    c0 = xp.zeros_like(h0)
-    W_x, W_h, b = ops.fuse_seed_weights(parameters, n_a, backend)
-    h_all, c_all, gates_all = ops.sequence_forward(backend, x_tbx, h0, c0, W_x, W_h, b)
-    probabilities = ops.output_softmax(backend, h_all, parameters["Wy"], parameters["by"])
+    run, params = call.backend, call.parameters
+    x_tbx = ops.reverse_axes(run, call.arrays["x"])
+    h0 = _state(run, call.arrays["a0"])
+    c0 = run.xp.zeros(h0.shape, h0.dtype)
+    W_x, W_h, b = ops.fuse_seed_weights(params, n_a, run)
+    h_all, c_all, gates_all = ops.sequence_forward(run, x_tbx, h0, c0, W_x, W_h, b)
+    probabilities = ops.output_softmax(run, h_all, params["Wy"], params["by"])
 
     steps = []
     for t in range(T):
-        a_prev = a0 if t == 0 else h_all[t - 1].T
+        a_prev = call.arrays["a0"] if t == 0 else h_all[t - 1].T
         c_prev = c0.T if t == 0 else c_all[t - 1].T
         steps.append((h_all[t].T, c_all[t].T, a_prev, c_prev, *_gate_views(gates_all[t], n_a),
                       x_tbx[t].T, parameters))
     sequence = {"x": x_tbx, "h0": h0, "c0": c0, "h_all": h_all, "c_all": c_all,
                 "gates_all": gates_all}
-    return (ops.reverse_axes(backend, h_all), ops.reverse_axes(backend, probabilities),
-            ops.reverse_axes(backend, c_all), (SequenceCaches(steps, sequence), x))
+    a, y, c = (ops.reverse_axes(run, h_all), ops.reverse_axes(run, probabilities),
+               ops.reverse_axes(run, c_all))
+    if call.result_kind == run.array_kind:
+        return a, y, c, (SequenceCaches(steps, sequence), x)
+    # results moved back to the caller's array type: the caches become a plain list (their
+    # arrays no longer match the time-major buffers kept for the fast backward path)
+    steps = [tuple(call.results(list(step[:9]))) + (parameters,) for step in steps]
+    return call.results(a), call.results(y), call.results(c), (steps, x)
 
 
 def _check_cache(cache: Any, name: str) -> tuple:
@@ -177,7 +206,8 @@ def _cache_arrays(cache: tuple, name: str) -> dict:
     return {f"{name}[{k}] ({field})": cache[k] for k, field in enumerate(CACHE_FIELDS[:9])}
 
 
-def lstm_cell_backward(da_next: Any, dc_next: Any, cache: tuple) -> dict:
+def lstm_cell_backward(da_next: Any, dc_next: Any, cache: tuple,
+                       backend: str | None = None) -> dict:
     """Backward of one step (the course's ``lstm_cell_backward``).
 
     da_next, dc_next (n_a, m): loss gradients with respect to ``a_next`` and ``c_next``;
@@ -187,40 +217,41 @@ def lstm_cell_backward(da_next: Any, dc_next: Any, cache: tuple) -> dict:
     """
     cache = _check_cache(cache, "cache")
     parameters = cache[9]
-    backend, _ = _seed_arrays({"da_next": da_next, "dc_next": dc_next,
-                               **_cache_arrays(cache, "cache")}, parameters)
-    a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, _ = cache
+    call = _prepare({"da_next": da_next, "dc_next": dc_next, **_cache_arrays(cache, "cache")},
+                    parameters, backend)
     n_a, m, n_x = _cache_sizes(cache, "cache")
     check_shape("da_next", da_next, (n_a, m), "(n_a, m)")
     check_shape("dc_next", dc_next, (n_a, m), "(n_a, m)")
     _check_cache_arrays(cache, "cache", n_a, m, n_x)
     check_seed_parameter_shapes(parameters, n_a, n_x)
 
-    xp = backend.xp
-    W_x, W_h, _ = ops.fuse_seed_weights(parameters, n_a, backend)
-    gates = xp.concatenate([it.T, ft.T, cct.T, ot.T], axis=1)[None]
+    run = call.backend
+    a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt = (
+        call.arrays[name] for name in _cache_arrays(cache, "cache"))
+    xp = run.xp
+    W_x, W_h, _ = ops.fuse_seed_weights(call.parameters, n_a, run)
+    gates = xp.concatenate([it.T, ft.T, cct.T, ot.T], axis=1).reshape(1, m, 4 * n_a)
     dx, dh0, dc0, dW_x, dW_h, db = ops.sequence_backward(
-        backend, _time_major(backend, xt), _state(backend, a_prev), _state(backend, c_prev),
-        W_x, W_h, _time_major(backend, a_next), _time_major(backend, c_next), gates,
-        _time_major(backend, da_next), xp.zeros((m, n_a), dtype=da_next.dtype),
-        _state(backend, dc_next))
-    return {"dxt": xp.ascontiguousarray(dx[0].T), "da_prev": xp.ascontiguousarray(dh0.T),
-            "dc_prev": xp.ascontiguousarray(dc0.T),
-            **ops.unfuse_seed_gradients(dW_x, dW_h, db, backend)}
+        run, _time_major(run, xt), _state(run, a_prev), _state(run, c_prev),
+        W_x, W_h, _time_major(run, a_next), _time_major(run, c_next), gates,
+        _time_major(run, call.arrays["da_next"]), xp.zeros((m, n_a), dtype=da_next.dtype),
+        _state(run, call.arrays["dc_next"]))
+    return call.results({"dxt": xp.ascontiguousarray(dx[0].T),
+                         "da_prev": xp.ascontiguousarray(dh0.T),
+                         "dc_prev": xp.ascontiguousarray(dc0.T),
+                         **ops.unfuse_seed_gradients(dW_x, dW_h, db, run)})
 
 
-def _stack_caches(backend: Backend, steps: list, n_a: int, m: int, n_x: int) -> dict:
-    """Time-major arrays from a list of course caches (any list, e.g. built by hand)."""
-    xp = backend.xp
-    for t, cache in enumerate(steps):
-        _check_cache_arrays(cache, f"caches[0][{t}]", n_a, m, n_x)
+def _stack_caches(run: Backend, steps: list) -> dict:
+    """Time-major arrays from a list of course caches (already this backend's arrays)."""
+    xp = run.xp
     stack = lambda k: xp.ascontiguousarray(xp.stack([cache[k].T for cache in steps]))
     gates = xp.concatenate([stack(5), stack(4), stack(6), stack(7)], axis=2)  # i, f, g, o
-    return {"x": stack(8), "h0": _state(backend, steps[0][2]), "c0": _state(backend, steps[0][3]),
+    return {"x": stack(8), "h0": _state(run, steps[0][2]), "c0": _state(run, steps[0][3]),
             "h_all": stack(0), "c_all": stack(1), "gates_all": gates}
 
 
-def lstm_backward(da: Any, caches: tuple) -> dict:
+def lstm_backward(da: Any, caches: tuple, backend: str | None = None) -> dict:
     """Backward over a sequence (the course's ``lstm_backward``).
 
     da (n_a, m, T'): loss gradients with respect to ``a`` of the first ``T' <= T_x`` steps
@@ -238,30 +269,35 @@ def lstm_backward(da: Any, caches: tuple) -> dict:
                         f"{type(steps).__name__}" + (" of length 0" if hasattr(steps, "__len__") else ""))
     first = _check_cache(steps[0], "caches[0][0]")
     parameters = first[9]
-    backend, _ = _seed_arrays({"da": da, **_cache_arrays(first, "caches[0][0]")}, parameters)
     n_a, m, n_x = _cache_sizes(first, "caches[0][0]")
+    select_backend({"da": da}, backend)  # da must be an array before its shape is read
     check_ndim("da", da, 3, "(n_a, m, T')")
     check_nonempty("da", da, "(n_a, m, T')")
     T = da.shape[2]
-    check_shape("da", da, (n_a, m, T), "(n_a, m, T')")
     if T > len(steps):
         raise ValueError(f"da covers {T} time steps but caches hold only {len(steps)}; "
                          f"expected da of shape (n_a, m, T') with T' <= {len(steps)}")
-    _check_cache_arrays(first, "caches[0][0]", n_a, m, n_x)
+    checked = [_check_cache(cache, f"caches[0][{t}]") for t, cache in enumerate(steps[:T])]
+    named = {"da": da}
+    for t, cache in enumerate(checked):
+        named.update(_cache_arrays(cache, f"caches[0][{t}]"))
+    call = _prepare(named, parameters, backend)
+    check_shape("da", da, (n_a, m, T), "(n_a, m, T')")
+    for t, cache in enumerate(checked):
+        _check_cache_arrays(cache, f"caches[0][{t}]", n_a, m, n_x)
     check_seed_parameter_shapes(parameters, n_a, n_x)
 
+    run = call.backend
     sequence = steps.sequence_arrays() if isinstance(steps, SequenceCaches) else None
-    if sequence is None:
-        checked = [_check_cache(cache, f"caches[0][{t}]") for t, cache in enumerate(steps[:T])]
-        common_float_dtype({"da": da, **{f"caches[0][{t}][{k}]": cache[k]
-                                         for t, cache in enumerate(checked) for k in range(9)}})
-        sequence = _stack_caches(backend, checked, n_a, m, n_x)
-    xp = backend.xp
-    W_x, W_h, _ = ops.fuse_seed_weights(parameters, n_a, backend)
+    if sequence is None or array_kind(sequence["x"]) != run.array_kind:
+        sequence = _stack_caches(run, [[call.arrays[name] for name in _cache_arrays(c, f"caches[0][{t}]")]
+                                       for t, c in enumerate(checked)])
+    xp = run.xp
+    W_x, W_h, _ = ops.fuse_seed_weights(call.parameters, n_a, run)
     zeros = xp.zeros((m, n_a), dtype=da.dtype)
     dx, dh0, _, dW_x, dW_h, db = ops.sequence_backward(
-        backend, sequence["x"][:T], sequence["h0"], sequence["c0"], W_x, W_h,
+        run, sequence["x"][:T], sequence["h0"], sequence["c0"], W_x, W_h,
         sequence["h_all"][:T], sequence["c_all"][:T], sequence["gates_all"][:T],
-        ops.reverse_axes(backend, da), zeros, zeros)
-    return {"dx": ops.reverse_axes(backend, dx), "da0": xp.ascontiguousarray(dh0.T),
-            **ops.unfuse_seed_gradients(dW_x, dW_h, db, backend)}
+        ops.reverse_axes(run, call.arrays["da"]), zeros, zeros)
+    return call.results({"dx": ops.reverse_axes(run, dx), "da0": xp.ascontiguousarray(dh0.T),
+                         **ops.unfuse_seed_gradients(dW_x, dW_h, db, run)})
