@@ -119,7 +119,7 @@ def convert(array: Any, kind: str) -> Any:
     if kind == "cupy":
         return _cupy().asarray(array)  # zero-copy from numba arrays, a transfer from NumPy
     if source == "numpy":
-        return _numba_cuda().to_device(array)
+        return _numba_cuda().to_device(np.ascontiguousarray(array))  # needs one memory block
     return _numba_cuda().as_cuda_array(array)  # zero-copy view
 
 

@@ -2,15 +2,40 @@
 
 The parity suite is written once against two fixtures:
 - ``backend``: where the arrays live. ``put`` moves a host (NumPy) array there, ``get``
-  brings a result back to NumPy. Only ``cpu`` exists today; the CUDA backend adds its
-  entry to ``BACKENDS`` and every test runs for it too.
+  brings a result back to NumPy. ``cpu`` (NumPy arrays), ``cuda`` (numba device arrays: on
+  the GPU, or in the CUDA simulator) and, on a real GPU with CuPy, ``cupy``.
 - ``dtype``: float32 / float64 with the project's tolerances.
-"""
-from dataclasses import dataclass
-from typing import Any, Callable
 
-import numpy as np
-import pytest
+Without a CUDA driver the CUDA simulator is switched on here, before numba is imported
+(unless ``NUMBA_ENABLE_CUDASIM`` is already set), so plain ``pytest`` runs the CUDA kernels
+everywhere: as Python on a CPU-only machine, on the GPU where there is one.
+"""
+import ctypes
+import os
+
+
+def _cuda_driver_present() -> bool:
+    for library in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            ctypes.CDLL(library)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and not _cuda_driver_present():
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+from dataclasses import dataclass  # noqa: E402  (after the simulator decision)
+from typing import Any, Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from nblstm._dispatch import cuda_unavailable_reason, cupy_usable  # noqa: E402
+
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 
 @dataclass(frozen=True)
@@ -18,16 +43,60 @@ class BackendCase:
     name: str
     put: Callable[[np.ndarray], Any]
     get: Callable[[Any], np.ndarray]
+    simulated: bool = False  # kernels run as Python: keep shapes tiny
+
+
+def _numba_put(array):
+    from numba import cuda
+    return cuda.to_device(np.ascontiguousarray(array))
+
+
+def _cupy_put(array):
+    import cupy
+    return cupy.asarray(array)
+
+
+def _device_get(array):
+    if type(array).__module__.split(".")[0] == "cupy":
+        return array.get()
+    return array.copy_to_host()
 
 
 BACKENDS = {
     "cpu": BackendCase("cpu", put=lambda a: a, get=lambda a: np.asarray(a)),
+    "cuda": BackendCase("cuda", put=_numba_put, get=_device_get, simulated=SIMULATED),
+    "cupy": BackendCase("cupy", put=_cupy_put, get=_device_get),
 }
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+def _backend_skip_reason(name: str) -> str | None:
+    if name == "cpu":
+        return None
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        return f"CUDA backend unavailable: {reason}"
+    if name == "cupy" and (SIMULATED or not cupy_usable()):
+        return "CuPy arrays need CuPy and a real GPU (not the simulator)"
+    return None
+
+
+@pytest.fixture(params=["cpu", "cuda", "cupy"])
 def backend(request) -> BackendCase:
+    reason = _backend_skip_reason(request.param)
+    if reason:
+        pytest.skip(reason)
     return BACKENDS[request.param]
+
+
+def pytest_report_header(config):
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        cuda_mode = f"unavailable ({reason})"
+    else:
+        from nblstm.kernels.cuda_target import device_description
+        cuda_mode = device_description()
+    cupy_mode = "yes" if (reason is None and not SIMULATED and cupy_usable()) else "no"
+    return f"nblstm backends: cpu; cuda: {cuda_mode}; cupy arrays: {cupy_mode}"
 
 
 @dataclass(frozen=True)

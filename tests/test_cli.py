@@ -18,15 +18,22 @@ def test_info_reports_versions_blas_threading_and_backends():
     for fragment in ("nblstm", "numpy", "numba", "scipy", "threading layer", "BLAS",
                      "backend cpu", "available", "backend cuda"):
         assert fragment in result.stdout, fragment
+    cuda_line = next(line for line in result.stdout.splitlines() if line.startswith("backend cuda"))
+    # the GPU's name, "simulator", or why CUDA is unavailable
+    assert "simulator" in cuda_line or "compute capability" in cuda_line or "not available:" in cuda_line
 
 
 def test_check_passes_and_prints_a_table():
     result = run_cli("check")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all checks passed" in result.stdout
-    rows = [line for line in result.stdout.splitlines() if line.startswith("cpu ")]
-    assert len(rows) == 2 * 13  # two dtypes x (a, y, c + 10 gradients)
-    assert all(row.endswith("ok") for row in rows)
+    for backend in ("cpu", "cuda"):
+        rows = [line for line in result.stdout.splitlines() if line.startswith(backend + " ")]
+        if backend == "cuda" and len(rows) == 1:
+            assert "skipped (not available" in rows[0]  # no GPU and no simulator
+            continue
+        assert len(rows) == 2 * 13, backend  # two dtypes x (a, y, c + 10 gradients)
+        assert all(row.endswith("ok") for row in rows)
 
 
 class _WrongForward:
@@ -34,8 +41,8 @@ class _WrongForward:
     lstm_backward = staticmethod(seed.lstm_backward)
 
     @staticmethod
-    def lstm_forward(x, a0, parameters):
-        a, y, c, caches = seed.lstm_forward(x, a0, parameters)
+    def lstm_forward(x, a0, parameters, backend=None):
+        a, y, c, caches = seed.lstm_forward(x, a0, parameters, backend=backend)
         return a + np.asarray(1e-4, dtype=a.dtype), y, c, caches
 
 

@@ -5,13 +5,26 @@ Inputs are drawn exactly as the notebook's cells draw them (``np.random.seed(1)`
 "Expected Output" (v3a / 2021 version, 12 significant digits). Both nblstm and its NumPy
 reference must reproduce them.
 """
+import functools
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 import nblstm
-from nblstm import reference
+from nblstm import _dispatch, reference
 
-IMPLEMENTATIONS = {"nblstm": nblstm, "reference": reference}
+SEED_FUNCTIONS = ("lstm_cell_forward", "lstm_forward", "lstm_cell_backward", "lstm_backward")
+
+
+def on_backend(name):
+    """nblstm's seed API with ``backend=name`` forced: the notebook passes NumPy arrays."""
+    return SimpleNamespace(**{f: functools.partial(getattr(nblstm, f), backend=name)
+                              for f in SEED_FUNCTIONS})
+
+
+IMPLEMENTATIONS = {"nblstm-cpu": on_backend("cpu"), "nblstm-cuda": on_backend("cuda"),
+                   "reference": reference}
 RTOL = 1e-10  # scalars are printed with 12 significant digits
 # arrays are printed with 8 decimals: agree within half a unit of the last one
 ARRAY_TOL = dict(rtol=0, atol=5.01e-9)
@@ -32,6 +45,8 @@ def course_parameters(with_output_layer=True):
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
 def impl(request):
+    if request.param == "nblstm-cuda" and _dispatch.cuda_unavailable_reason():
+        pytest.skip(f"CUDA backend unavailable: {_dispatch.cuda_unavailable_reason()}")
     return IMPLEMENTATIONS[request.param]
 
 

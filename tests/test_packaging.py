@@ -1,4 +1,5 @@
 """Packaging: the wheel carries the kernels, and importing nblstm stays light."""
+import os
 import subprocess
 import sys
 import zipfile
@@ -16,7 +17,7 @@ def test_wheel_contains_the_kernels_as_nblstm_kernels(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     wheel = next(tmp_path.glob("nblstm-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("__init__", "fastmath", "gates", "cpu"):
+    for module in ("__init__", "fastmath", "gates", "cpu", "cuda", "cuda_arrays", "cuda_target"):
         assert f"nblstm/kernels/{module}.py" in names
     for module in ("__init__", "seed", "ops", "reference", "cli", "_dispatch", "_validate"):
         assert f"nblstm/{module}.py" in names
@@ -31,5 +32,24 @@ def test_import_is_light_and_touches_no_gpu_library():
             "print(heavy)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_cpu_path_works_without_cuda_and_never_loads_it():
+    """A CPU call on a machine without CUDA: no simulator, no driver; neither numba's CUDA
+    target nor CuPy is imported along the way."""
+    code = ("import sys, numpy as np, nblstm; "
+            "x = np.ones((2, 3, 4)); a0 = np.zeros((5, 3)); "
+            "p = {k: np.full((5, 7) if k[0] == 'W' else (5, 1), 0.1) for k in "
+            "('Wf','bf','Wi','bi','Wc','bc','Wo','bo')}; "
+            "p.update(Wy=np.ones((2, 5)), by=np.zeros((2, 1))); "
+            "a, y, c, caches = nblstm.lstm_forward(x, a0, p); "
+            "g = nblstm.lstm_backward(np.ones((5, 3, 4)), caches); "
+            "print(sorted(m for m in ('cupy', 'numba.cuda', 'numba_cuda') if m in sys.modules))")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["CUDA_VISIBLE_DEVICES"] = ""  # as good as no GPU, even on a GPU machine
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -13,6 +13,14 @@ from _problems import as_dtype, assert_unchanged, cell_problem, sequence_problem
 # (n_x, m, T, n_a, n_y): edge sizes (T=1, B=1, H=1, X=1, Y=1) and a few ordinary ones.
 SEQUENCE_SHAPES = [(3, 10, 7, 5, 2), (1, 1, 1, 1, 1), (2, 1, 6, 3, 4), (4, 3, 1, 2, 3),
                    (2, 5, 3, 1, 2), (5, 2, 4, 7, 1), (6, 17, 9, 13, 5)]
+# The CUDA simulator runs every GPU thread as Python (~0.2 ms each): shapes above this many
+# (batch x hidden x time) units run on the CPU and on real GPUs only.
+SIMULATOR_MAX_UNITS = 400
+
+
+def skip_if_too_big_for_simulator(backend, m, n_a, T):
+    if backend.simulated and m * n_a * T > SIMULATOR_MAX_UNITS:
+        pytest.skip(f"{m}x{n_a}x{T} units is too large for the CUDA simulator")
 CELL_SHAPES = [(3, 10, 5, 2), (1, 1, 1, 1), (4, 1, 3, 3), (2, 7, 1, 2), (6, 3, 9, 1)]
 
 
@@ -23,6 +31,7 @@ def put_parameters(backend, parameters):
 @pytest.mark.parametrize("shape", SEQUENCE_SHAPES, ids=lambda s: "x{}_m{}_T{}_a{}_y{}".format(*s))
 def test_lstm_forward_matches_reference(backend, dtype, shape):
     n_x, m, T, n_a, n_y = shape
+    skip_if_too_big_for_simulator(backend, m, n_a, T)
     prob = sequence_problem(n_x, m, T, n_a, n_y, seed=sum(shape), dtype=dtype.dtype)
     x, a0, params = prob["x"], prob["a0"], prob["parameters"]
     before = snapshot(x, a0, params)
@@ -48,6 +57,7 @@ def test_lstm_forward_matches_reference(backend, dtype, shape):
 @pytest.mark.parametrize("shape", SEQUENCE_SHAPES, ids=lambda s: "x{}_m{}_T{}_a{}_y{}".format(*s))
 def test_lstm_backward_matches_reference(backend, dtype, shape):
     n_x, m, T, n_a, n_y = shape
+    skip_if_too_big_for_simulator(backend, m, n_a, T)
     prob = sequence_problem(n_x, m, T, n_a, n_y, seed=sum(shape) + 1, dtype=dtype.dtype)
     x, a0, params, da = prob["x"], prob["a0"], prob["parameters"], prob["da"]
     _, _, _, caches = nblstm.lstm_forward(backend.put(x), backend.put(a0),
@@ -141,36 +151,43 @@ def test_softmax_columns_sum_to_one(backend, dtype):
     np.testing.assert_allclose(y.sum(axis=0), 1.0, rtol=0, atol=10 * np.finfo(dtype.dtype).eps)
 
 
-def non_contiguous(array: np.ndarray, how: str) -> np.ndarray:
-    """The same values in a non-C-contiguous array."""
-    if how == "fortran":
-        return np.asfortranarray(array)
+def non_contiguous(backend, array: np.ndarray, how: str):
+    """The same values as ``array``, put on the backend as a non-C-contiguous array."""
     if how == "strided":  # every other element of a twice-as-long array along axis 1
         big = np.zeros(array.shape[:1] + (2 * array.shape[1],) + array.shape[2:], array.dtype)
         big[:, ::2] = array
-        return big[:, ::2]
-    if how == "transposed":  # a transposed view of the transposed copy
-        return np.ascontiguousarray(array.T).T
+        return backend.put(big)[:, ::2]
+    if how == "transposed" and array.ndim == 2:  # a transposed view of the transposed copy
+        return backend.put(np.ascontiguousarray(array.T)).T
+    if how == "transposed":  # 3-D: a strided slice of a reversed-axes layout
+        return non_contiguous(backend, array, "strided")
+    if how == "fortran":
+        return np.asfortranarray(array)
     raise ValueError(how)
 
 
 @pytest.mark.parametrize("how", ["fortran", "strided", "transposed"])
-def test_non_contiguous_inputs_give_the_same_results(dtype, how):
+def test_non_contiguous_inputs_give_the_same_results(backend, dtype, how):
+    if how == "fortran" and backend.name != "cpu":
+        pytest.skip("Fortran order is a host-array layout")
     prob = sequence_problem(3, 4, 5, 6, 2, seed=11, dtype=dtype.dtype)
     params = prob["parameters"]
     expected = nblstm.lstm_forward(prob["x"], prob["a0"], params)
-    odd_params = {k: non_contiguous(v, how) if v.shape[1] > 1 else v for k, v in params.items()}
-    x, a0 = non_contiguous(prob["x"], how), non_contiguous(prob["a0"], how)
-    assert not x.flags.c_contiguous and not a0.flags.c_contiguous
+    odd_params = {k: non_contiguous(backend, v, how) if v.shape[1] > 1 else backend.put(v)
+                  for k, v in params.items()}
+    x, a0 = non_contiguous(backend, prob["x"], how), non_contiguous(backend, prob["a0"], how)
+    if backend.name == "cpu":
+        assert not x.flags.c_contiguous and not a0.flags.c_contiguous
     got = nblstm.lstm_forward(x, a0, odd_params)
     for g, e in zip(got[:3], expected[:3]):
-        np.testing.assert_array_equal(g, e)
-    da = non_contiguous(prob["da"], how)
-    np.testing.assert_array_equal(nblstm.lstm_backward(da, got[3])["dWf"],
-                                  nblstm.lstm_backward(prob["da"], expected[3])["dWf"])
-    cell = nblstm.lstm_cell_forward(non_contiguous(prob["x"][:, :, 0].copy(), how), a0, a0, odd_params)
+        dtype.assert_output_close(backend.get(g), e)
+    da = non_contiguous(backend, prob["da"], how)
+    dtype.assert_gradient_close(backend.get(nblstm.lstm_backward(da, got[3])["dWf"]),
+                                nblstm.lstm_backward(prob["da"], expected[3])["dWf"])
+    xt = non_contiguous(backend, prob["x"][:, :, 0].copy(), how)
+    cell = nblstm.lstm_cell_forward(xt, a0, a0, odd_params)
     ref_cell = nblstm.lstm_cell_forward(prob["x"][:, :, 0].copy(), prob["a0"], prob["a0"], params)
-    np.testing.assert_array_equal(cell[0], ref_cell[0])
+    dtype.assert_output_close(backend.get(cell[0]), ref_cell[0])
 
 
 def test_nan_propagates(backend, dtype):

@@ -1,0 +1,71 @@
+"""Compile every CUDA kernel of nblstm to PTX, without a GPU (run by test_cuda_ptx.py).
+
+Run in a process with the CUDA simulator off. Prints one JSON line per (cc, dtype, kernel)
+with the number of double-precision (``.f64``) PTX instructions. Exit status 3 means NVVM
+is not installed (``pip install "nblstm[ptx]"``).
+
+numba-cuda compiles device functions called from a kernel (nblstm's shared gate math) for
+"the current device", which needs a driver; for an offline compile the current device's
+compute capability is set to the one being compiled for. Nothing is launched.
+"""
+import json
+import re
+import sys
+
+import numpy as np
+from numba import boolean, float32, float64, int64
+
+import numba.cuda.dispatcher as cuda_dispatcher
+from numba import cuda
+
+
+class _OfflineDevice:
+    compute_capability = (7, 5)
+
+
+cuda_dispatcher.get_current_device = lambda: _OfflineDevice
+
+from nblstm.kernels import cuda as kernels  # noqa: E402
+from nblstm.kernels import cuda_arrays  # noqa: E402
+
+
+def signatures(ty):
+    a1, a2, a3 = ty[::1], ty[:, ::1], ty[:, :, ::1]
+    any2 = ty[:, :]
+    return {
+        "_gates_forward_kernel": (kernels._gates_forward_kernel, (a3, a2, a2, a3, a3, int64)),
+        "_gates_backward_kernel": (kernels._gates_backward_kernel,
+                                   (a3, a2, a3, a3, a2, a2, a3, int64)),
+        "_add_bias_kernel": (kernels._add_bias_kernel, (a2, a1)),
+        "_softmax_rows_kernel": (kernels._softmax_rows_kernel, (a2, a1)),
+        "_column_sums_kernel": (kernels._column_sums_kernel, (a2, a1)),
+        "_reverse_axes_kernel": (kernels._reverse_axes_kernel, (a3, a3)),
+        "matmul": (kernels._MATMUL_KERNELS[np.dtype(str(ty))], (any2, any2, a2, boolean)),
+        "_fill_kernel": (cuda_arrays._fill_kernel, (a1, ty)),
+        "_copy_1d_kernel": (cuda_arrays._copy_1d_kernel, (ty[:], a1)),
+        "_copy_2d_kernel": (cuda_arrays._copy_2d_kernel, (any2, a2)),
+        "_copy_3d_kernel": (cuda_arrays._copy_3d_kernel, (ty[:, :, :], a3)),
+    }
+
+
+def main() -> int:
+    try:
+        from numba.cuda.cudadrv import nvvm
+        nvvm.NVVM()
+    except Exception as error:  # NVVM missing or unusable
+        print(json.dumps({"nvvm_missing": str(error)}))
+        return 3
+    for cc in ((7, 5), (9, 0)):
+        _OfflineDevice.compute_capability = cc
+        for ty in (float32, float64):
+            for name, (kernel, sig) in signatures(ty).items():
+                ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=cc)
+                f64 = [line.strip() for line in ptx.splitlines() if re.search(r"\.f64\b", line)]
+                print(json.dumps({"cc": list(cc), "dtype": str(ty), "kernel": name,
+                                  "ptx_chars": len(ptx), "f64_instructions": len(f64),
+                                  "f64_examples": f64[:3]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

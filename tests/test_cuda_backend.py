@@ -1,0 +1,187 @@
+"""The CUDA backend beyond the shared parity suite: kernel interface, GEMM, device-array
+helpers, array types in and out, forced backends, and CUDA-vs-CPU gradients."""
+import inspect
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nblstm
+from nblstm import _dispatch
+from nblstm.kernels import cpu
+from _problems import sequence_problem
+
+PUBLIC_KERNELS = ("lstm_gates_forward", "lstm_gates_backward", "lstm_sequence_forward",
+                  "lstm_sequence_backward", "linear_softmax", "reverse_axes_copy")
+
+
+@pytest.fixture
+def gpu(backend):
+    if backend.name == "cpu":
+        pytest.skip("GPU-only test")
+    return backend
+
+
+@pytest.fixture
+def cuda_kernels():
+    if _dispatch.cuda_unavailable_reason():
+        pytest.skip(f"CUDA backend unavailable: {_dispatch.cuda_unavailable_reason()}")
+    from nblstm.kernels import cuda
+    return cuda
+
+
+def test_cuda_kernels_have_the_cpu_names_and_argument_order(cuda_kernels):
+    for name in PUBLIC_KERNELS:
+        cpu_params = list(inspect.signature(getattr(cpu, name).py_func).parameters)
+        cuda_params = list(inspect.signature(getattr(cuda_kernels, name)).parameters)
+        assert cpu_params == cuda_params, name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_step_kernels_match_the_cpu(gpu, cuda_kernels, dtype):
+    rng = np.random.default_rng(4)
+    B, H = 3, 5
+    z = (rng.standard_normal((B, 4 * H)) * 2).astype(dtype)
+    z_h = rng.standard_normal((B, 4 * H)).astype(dtype)
+    c_prev = rng.standard_normal((B, H)).astype(dtype)
+    host = [z.copy(), np.empty_like(c_prev), np.empty_like(c_prev)]
+    cpu.lstm_gates_forward(host[0], z_h, c_prev, host[1], host[2])
+    device = [gpu.put(z), gpu.put(np.zeros_like(c_prev)), gpu.put(np.zeros_like(c_prev))]
+    cuda_kernels.lstm_gates_forward(device[0], gpu.put(z_h), gpu.put(c_prev), device[1], device[2])
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    for h, d in zip(host, device):
+        np.testing.assert_allclose(gpu.get(d), h, rtol=0, atol=tol)
+
+    dh = rng.standard_normal((B, H)).astype(dtype)
+    dc = rng.standard_normal((B, H)).astype(dtype)
+    host_dz, host_dc = np.empty_like(z), dc.copy()
+    cpu.lstm_gates_backward(host[0], c_prev, host[1], dh, host_dc, host_dz)
+    device_dz, device_dc = gpu.put(np.zeros_like(z)), gpu.put(dc)
+    cuda_kernels.lstm_gates_backward(gpu.put(host[0]), gpu.put(c_prev), gpu.put(host[1]),
+                                     gpu.put(dh), device_dc, device_dz)
+    np.testing.assert_allclose(gpu.get(device_dz), host_dz, rtol=0, atol=10 * tol)
+    np.testing.assert_allclose(gpu.get(device_dc), host_dc, rtol=0, atol=10 * tol)
+
+
+@pytest.mark.parametrize("M,K,N", [(1, 1, 1), (5, 3, 7), (9, 6, 4)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tiled_gemm_on_strided_views(cuda_kernels, M, K, N, dtype):
+    """The numba GEMM (what runs without CuPy and in the simulator), with edge tiles, a
+    transposed operand and accumulation."""
+    from numba import cuda
+    rng = np.random.default_rng(M * K * N)
+    A = rng.standard_normal((K, M)).astype(dtype)  # used transposed
+    B = rng.standard_normal((K, N)).astype(dtype)
+    C0 = rng.standard_normal((M, N)).astype(dtype)
+    run = cuda_kernels._Launch(cuda.to_device(A))
+    with run:
+        C = cuda.to_device(C0)
+        run.gemm(cuda.to_device(A).T, cuda.to_device(B), C)
+        np.testing.assert_allclose(C.copy_to_host(), A.T @ B, rtol=1e-5, atol=1e-5)
+        run.gemm(cuda.to_device(A).T, cuda.to_device(B), C, accumulate=True)
+        np.testing.assert_allclose(C.copy_to_host(), 2 * (A.T @ B), rtol=1e-5, atol=1e-5)
+
+
+def test_device_array_module(cuda_kernels):
+    from numba import cuda
+
+    from nblstm.kernels.cuda_arrays import DeviceArrayModule as xp
+    a = np.arange(24.0).reshape(2, 3, 4)
+    b = np.arange(6.0).reshape(3, 2)
+    np.testing.assert_array_equal(xp.zeros((2, 3), np.float32).copy_to_host(), np.zeros((2, 3)))
+    np.testing.assert_array_equal(xp.ascontiguousarray(cuda.to_device(b).T).copy_to_host(), b.T)
+    np.testing.assert_array_equal(
+        xp.concatenate([cuda.to_device(b), cuda.to_device(2 * b)], axis=1).copy_to_host(),
+        np.concatenate([b, 2 * b], axis=1))
+    np.testing.assert_array_equal(
+        xp.concatenate([cuda.to_device(a), cuda.to_device(a)[:, :, :1]], axis=2).copy_to_host(),
+        np.concatenate([a, a[:, :, :1]], axis=2))
+    np.testing.assert_array_equal(xp.stack([cuda.to_device(b), cuda.to_device(b)]).copy_to_host(),
+                                  np.stack([b, b]))
+    np.testing.assert_array_equal(
+        xp.ascontiguousarray(cuda.to_device(a)[:, 1:, ::2]).copy_to_host(), a[:, 1:, ::2])
+
+
+def test_results_have_the_inputs_array_type(gpu):
+    prob = sequence_problem(2, 3, 2, 3, 2, seed=1)
+    params = {k: gpu.put(v) for k, v in prob["parameters"].items()}
+    a, y, c, caches = nblstm.lstm_forward(gpu.put(prob["x"]), gpu.put(prob["a0"]), params)
+    grads = nblstm.lstm_backward(gpu.put(prob["da"]), caches)
+    expected_type = type(gpu.put(prob["x"]))
+    for value in (a, y, c, *caches[0][0][:9], *grads.values()):
+        assert type(value) is expected_type
+
+
+def test_forced_backend_moves_inputs_and_returns_the_inputs_type(gpu):
+    prob = sequence_problem(2, 3, 3, 4, 2, seed=2)
+    x, a0, params, da = prob["x"], prob["a0"], prob["parameters"], prob["da"]
+    a, y, c, caches = nblstm.lstm_forward(x, a0, params, backend="cuda")
+    assert all(isinstance(v, np.ndarray) for v in (a, y, c, *caches[0][1][:9]))
+    grads = nblstm.lstm_backward(da, caches, backend="cuda")
+    ref_a, _, _, ref_caches = nblstm.lstm_forward(x, a0, params)
+    ref_grads = nblstm.lstm_backward(da, ref_caches)
+    np.testing.assert_allclose(a, ref_a, rtol=0, atol=1e-12)
+    for key, value in ref_grads.items():
+        assert isinstance(grads[key], np.ndarray)
+        np.testing.assert_allclose(grads[key], value, rtol=0, atol=1e-12)
+    # device inputs forced onto the CPU come back as device arrays
+    device_params = {k: gpu.put(v) for k, v in params.items()}
+    a_dev, _, _, caches_dev = nblstm.lstm_forward(gpu.put(x), gpu.put(a0), device_params, backend="cpu")
+    assert type(a_dev) is type(gpu.put(x))
+    np.testing.assert_allclose(gpu.get(a_dev), ref_a, rtol=0, atol=1e-12)
+    grads_dev = nblstm.lstm_backward(gpu.put(da), caches_dev, backend="cpu")
+    np.testing.assert_allclose(gpu.get(grads_dev["dWo"]), ref_grads["dWo"], rtol=0, atol=1e-12)
+
+
+def test_unknown_backend_name_is_a_value_error():
+    prob = sequence_problem(2, 2, 2, 2, 2)
+    with pytest.raises(ValueError, match="backend must be one of 'cpu', 'cuda'"):
+        nblstm.lstm_forward(prob["x"], prob["a0"], prob["parameters"], backend="gpu")
+
+
+def test_cuda_unavailable_is_a_clear_runtime_error(monkeypatch):
+    monkeypatch.setattr(_dispatch, "cuda_unavailable_reason", lambda: "no GPU in this test")
+    prob = sequence_problem(2, 2, 2, 2, 2)
+    with pytest.raises(RuntimeError, match="backend='cuda' was requested.*no GPU in this test"):
+        nblstm.lstm_forward(prob["x"], prob["a0"], prob["parameters"], backend="cuda")
+
+
+class OnlyArrayInterface:
+    """Exposes nothing but ``__cuda_array_interface__`` (like many GPU libraries' arrays)."""
+    def __init__(self, device_array):
+        self._keep_alive = device_array
+        self.__cuda_array_interface__ = device_array.__cuda_array_interface__
+
+
+def test_object_with_only_the_cuda_array_interface(gpu):
+    if gpu.simulated:
+        pytest.skip("the simulator's arrays do not export __cuda_array_interface__")
+    prob = sequence_problem(2, 3, 2, 3, 2, seed=3)
+    wrap = lambda v: OnlyArrayInterface(gpu.put(v))
+    a, y, c, caches = nblstm.lstm_forward(wrap(prob["x"]), wrap(prob["a0"]),
+                                          {k: wrap(v) for k, v in prob["parameters"].items()})
+    ref = nblstm.lstm_forward(prob["x"], prob["a0"], prob["parameters"])
+    np.testing.assert_allclose(a.copy_to_host(), ref[0], rtol=0, atol=1e-12)
+
+
+@settings(deadline=None, max_examples=6)
+@given(n_x=st.integers(1, 3), m=st.integers(1, 3), T=st.integers(1, 3), n_a=st.integers(1, 4),
+       seed=st.integers(0, 2**31 - 1), use_float32=st.booleans())
+def test_cuda_gradients_match_the_cpu(n_x, m, T, n_a, seed, use_float32):
+    """CUDA forward and gradients against the CPU backend (itself checked against finite
+    differences), on random tiny problems."""
+    if _dispatch.cuda_unavailable_reason():
+        pytest.skip("CUDA backend unavailable")
+    dtype = np.float32 if use_float32 else np.float64
+    prob = sequence_problem(n_x, m, T, n_a, 2, seed=seed, dtype=dtype)
+    args = (prob["x"], prob["a0"], prob["parameters"])
+    on_cpu = nblstm.lstm_forward(*args)
+    on_gpu = nblstm.lstm_forward(*args, backend="cuda")
+    tol = 1e-5 if use_float32 else 1e-12
+    for g, c in zip(on_gpu[:3], on_cpu[:3]):
+        np.testing.assert_allclose(g, c, rtol=0, atol=tol)
+    grads_cpu = nblstm.lstm_backward(prob["da"], on_cpu[3])
+    grads_gpu = nblstm.lstm_backward(prob["da"], on_gpu[3], backend="cuda")
+    for key, value in grads_cpu.items():
+        np.testing.assert_allclose(grads_gpu[key], value, rtol=0, atol=10 * tol, err_msg=key)
