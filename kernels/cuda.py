@@ -210,6 +210,12 @@ class _Launch:
             return self.cupy.empty(shape, dtype=dtype)
         return DeviceArrayModule.empty(shape, dtype)
 
+    def transpose(self, array):
+        """Zero-copy transposed view (numba's ``.T`` launches a copy kernel on a GPU)."""
+        if self.cupy is not None:
+            return array.T
+        return DeviceArrayModule.transpose(array)
+
     def zeros(self, shape, dtype):
         if self.cupy is not None:
             return self.cupy.zeros(shape, dtype=dtype)
@@ -297,7 +303,7 @@ def lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
     with _Launch(x) as run:
         dz_all = run.empty((T, B, G), x.dtype)
         W_h_T = run.empty((G, H), x.dtype)
-        run.copy(W_h.T, W_h_T)
+        run.copy(run.transpose(W_h), W_h_T)
         dh_recurrent = run.empty((B, H), x.dtype)
         run.copy(dh_n, dh_recurrent)
         run.copy(dc_n, dc0)  # dc0 carries dLoss/dc_t through the loop
@@ -311,12 +317,12 @@ def lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
 
         dz_2d = dz_all.reshape(T * B, G)
         W_x_T = run.empty((G, X), x.dtype)
-        run.copy(W_x.T, W_x_T)
+        run.copy(run.transpose(W_x), W_x_T)
         run.gemm(dz_2d, W_x_T, dx.reshape(T * B, X))
-        run.gemm(x.reshape(T * B, X).T, dz_2d, dW_x)
-        run.gemm(h0.T, dz_all[0], dW_h)
+        run.gemm(run.transpose(x.reshape(T * B, X)), dz_2d, dW_x)
+        run.gemm(run.transpose(h0), dz_all[0], dW_h)
         if T > 1:
-            run.gemm(h_all[:T - 1].reshape((T - 1) * B, H).T,
+            run.gemm(run.transpose(h_all[:T - 1].reshape((T - 1) * B, H)),
                      dz_all[1:].reshape((T - 1) * B, G), dW_h, accumulate=True)
         run.launch_1d(_column_sums_kernel, G)(run.kernel_arg(dz_2d), run.kernel_arg(db))
 

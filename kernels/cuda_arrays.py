@@ -8,8 +8,8 @@ numba-cuda copy kernels, so the CUDA backend works on numba device arrays withou
 (and in the CUDA simulator, which is what CI runs). With CuPy installed and a GPU present,
 the dispatcher uses CuPy instead (zero-copy views) and this module is not involved.
 
-Note: on a real GPU, ``DeviceNDArray.T`` is a copy made by a transpose kernel, not a view
-(the simulator returns a view). Both are correct here: nblstm only reads through ``.T``.
+Note: on a real GPU, ``DeviceNDArray.T`` is not a view: it compiles and launches a
+transpose kernel on every call. ``DeviceArrayModule.transpose`` makes a strided view instead.
 """
 import math
 
@@ -86,6 +86,15 @@ def is_c_contiguous(array) -> bool:
 
 class DeviceArrayModule:
     """The subset of NumPy's API that nblstm's orchestration uses, on numba device arrays."""
+
+    @staticmethod
+    def transpose(array):
+        """Zero-copy view with the axes reversed (any number of dimensions)."""
+        if not hasattr(array, "gpu_data"):  # the simulator's arrays wrap a NumPy array
+            return array.transpose(tuple(range(array.ndim))[::-1]) if array.ndim > 1 else array
+        from numba.cuda.cudadrv.devicearray import DeviceNDArray
+        return DeviceNDArray(tuple(array.shape)[::-1], tuple(array.strides)[::-1], array.dtype,
+                             stream=array.stream, gpu_data=array.gpu_data)
 
     @staticmethod
     def empty(shape, dtype):

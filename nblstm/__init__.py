@@ -1,4 +1,4 @@
-"""nblstm: Numba-compiled LSTM kernels for NumPy arrays (and, later, GPU arrays).
+"""nblstm: Numba-compiled LSTM kernels for NumPy and GPU arrays (CPU and CUDA backends).
 
 The seed-compatible API (the deeplearning.ai course's functions, compiled):
 ``lstm_cell_forward``, ``lstm_forward``, ``lstm_cell_backward``, ``lstm_backward``.

@@ -39,11 +39,6 @@ def array_kind(value: Any) -> str | None:
     return None
 
 
-def is_gpu_array(value: Any) -> bool:
-    """True for objects that live in GPU memory (checked by attribute, imports nothing)."""
-    return array_kind(value) in ("cupy", "numba")
-
-
 @functools.cache
 def cuda_unavailable_reason() -> str | None:
     """None when the CUDA backend can run here (a GPU, or the CUDA simulator); else why not."""
@@ -121,6 +116,18 @@ def convert(array: Any, kind: str) -> Any:
     if source == "numpy":
         return _numba_cuda().to_device(np.ascontiguousarray(array))  # needs one memory block
     return _numba_cuda().as_cuda_array(array)  # zero-copy view
+
+
+def transposed(array: Any) -> Any:
+    """A zero-copy view with the axes reversed (``array.T``) for every array kind.
+
+    numba's ``DeviceNDArray.T`` is not a view on a real GPU: it compiles and launches a
+    transpose kernel on every call, so numba device arrays get a strided view instead.
+    """
+    if array_kind(array) == "numba":
+        from nblstm.kernels.cuda_arrays import DeviceArrayModule
+        return DeviceArrayModule.transpose(array)
+    return array.T
 
 
 def convert_results(result: Any, kind: str) -> Any:

@@ -7,7 +7,7 @@ through ``backend.xp`` so the arrays live where the kernels run.
 """
 from typing import Any
 
-from ._dispatch import Backend
+from ._dispatch import Backend, transposed
 
 #: The seed's letter for each gate of nblstm's (i, f, g, o) order: the candidate g is "c".
 SEED_GATE_LETTERS = ("i", "f", "c", "o")
@@ -20,8 +20,10 @@ def fuse_seed_weights(parameters: dict, n_a: int, backend: Backend) -> tuple:
     recurrent weights: ``W_h = W[:, :n_a].T`` and ``W_x = W[:, n_a:].T`` per gate.
     """
     xp = backend.xp
-    W_h = xp.concatenate([parameters["W" + g][:, :n_a].T for g in SEED_GATE_LETTERS], axis=1)
-    W_x = xp.concatenate([parameters["W" + g][:, n_a:].T for g in SEED_GATE_LETTERS], axis=1)
+    W_h = xp.concatenate([transposed(parameters["W" + g][:, :n_a]) for g in SEED_GATE_LETTERS],
+                         axis=1)
+    W_x = xp.concatenate([transposed(parameters["W" + g][:, n_a:]) for g in SEED_GATE_LETTERS],
+                         axis=1)
     b = xp.concatenate([parameters["b" + g][:, 0] for g in SEED_GATE_LETTERS])
     return W_x, W_h, b
 
@@ -33,7 +35,8 @@ def unfuse_seed_gradients(dW_x: Any, dW_h: Any, db: Any, backend: Backend) -> di
     grads = {}
     for k, g in enumerate(SEED_GATE_LETTERS):
         block = slice(k * H, (k + 1) * H)
-        grads["dW" + g] = xp.concatenate([dW_h[:, block].T, dW_x[:, block].T], axis=1)
+        grads["dW" + g] = xp.concatenate([transposed(dW_h[:, block]), transposed(dW_x[:, block])],
+                                         axis=1)
         grads["db" + g] = xp.ascontiguousarray(db[block].reshape(H, 1))
     return {key: grads[key] for key in ("dWf", "dbf", "dWi", "dbi", "dWc", "dbc", "dWo", "dbo")}
 
@@ -92,7 +95,7 @@ def output_softmax(backend: Backend, h_all, Wy, by) -> Any:
     T, B, H = h_all.shape
     Y = Wy.shape[0]
     probabilities = xp.empty((T, B, Y), dtype=h_all.dtype)
-    backend.kernels.linear_softmax(h_all.reshape(T * B, H), xp.ascontiguousarray(Wy.T),
+    backend.kernels.linear_softmax(h_all.reshape(T * B, H), xp.ascontiguousarray(transposed(Wy)),
                                    xp.ascontiguousarray(by[:, 0]),
                                    probabilities.reshape(T * B, Y))
     return probabilities

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import ops
-from ._dispatch import Backend, array_kind, convert_results, select_backend
+from ._dispatch import Backend, array_kind, convert_results, select_backend, transposed
 from ._validate import (SEED_PARAMETER_KEYS, check_ndim, check_nonempty,
                         check_seed_parameter_shapes, check_seed_parameters, check_shape,
                         common_float_dtype)
@@ -80,7 +80,7 @@ def _time_major(backend: Backend, array_2d: Any) -> Any:
 
 def _state(backend: Backend, array_2d: Any) -> Any:
     """(features, batch) -> contiguous (batch, features)."""
-    return backend.xp.ascontiguousarray(array_2d.T)
+    return backend.xp.ascontiguousarray(transposed(array_2d))
 
 
 
@@ -88,8 +88,8 @@ def _state(backend: Backend, array_2d: Any) -> Any:
 def _gate_views(gates_t: Any, H: int) -> tuple:
     """Activated gates of one step (B, 4H), order (i, f, g, o) -> the course's
     ``(ft, it, cct, ot)``, each ``(n_a, m)``."""
-    return (gates_t[:, H:2 * H].T, gates_t[:, 0:H].T, gates_t[:, 2 * H:3 * H].T,
-            gates_t[:, 3 * H:].T)
+    return (transposed(gates_t[:, H:2 * H]), transposed(gates_t[:, 0:H]),
+            transposed(gates_t[:, 2 * H:3 * H]), transposed(gates_t[:, 3 * H:]))
 
 
 def lstm_cell_forward(xt: Any, a_prev: Any, c_prev: Any, parameters: dict,
@@ -122,9 +122,9 @@ def lstm_cell_forward(xt: Any, a_prev: Any, c_prev: Any, parameters: dict,
         _state(run, arrays["c_prev"]), W_x, W_h, b)
     probabilities = ops.output_softmax(run, h_all, params["Wy"], params["by"])
     xp = run.xp
-    a_next = xp.ascontiguousarray(h_all[0].T)
-    c_next = xp.ascontiguousarray(c_all[0].T)
-    yt_pred = xp.ascontiguousarray(probabilities[0].T)
+    a_next = xp.ascontiguousarray(transposed(h_all[0]))
+    c_next = xp.ascontiguousarray(transposed(c_all[0]))
+    yt_pred = xp.ascontiguousarray(transposed(probabilities[0]))
     ft, it, cct, ot = _gate_views(gates_all[0], n_a)
     a_next, c_next, yt_pred, ft, it, cct, ot = call.results((a_next, c_next, yt_pred, ft, it, cct, ot))
     return a_next, c_next, yt_pred, (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)
@@ -157,10 +157,10 @@ def lstm_forward(x: Any, a0: Any, parameters: dict, backend: str | None = None) 
 
     steps = []
     for t in range(T):
-        a_prev = call.arrays["a0"] if t == 0 else h_all[t - 1].T
-        c_prev = c0.T if t == 0 else c_all[t - 1].T
-        steps.append((h_all[t].T, c_all[t].T, a_prev, c_prev, *_gate_views(gates_all[t], n_a),
-                      x_tbx[t].T, parameters))
+        a_prev = call.arrays["a0"] if t == 0 else transposed(h_all[t - 1])
+        c_prev = transposed(c0) if t == 0 else transposed(c_all[t - 1])
+        steps.append((transposed(h_all[t]), transposed(c_all[t]), a_prev, c_prev,
+                      *_gate_views(gates_all[t], n_a), transposed(x_tbx[t]), parameters))
     sequence = {"x": x_tbx, "h0": h0, "c0": c0, "h_all": h_all, "c_all": c_all,
                 "gates_all": gates_all}
     a, y, c = (ops.reverse_axes(run, h_all), ops.reverse_axes(run, probabilities),
@@ -230,22 +230,23 @@ def lstm_cell_backward(da_next: Any, dc_next: Any, cache: tuple,
         call.arrays[name] for name in _cache_arrays(cache, "cache"))
     xp = run.xp
     W_x, W_h, _ = ops.fuse_seed_weights(call.parameters, n_a, run)
-    gates = xp.concatenate([it.T, ft.T, cct.T, ot.T], axis=1).reshape(1, m, 4 * n_a)
+    gates = xp.concatenate([transposed(it), transposed(ft), transposed(cct), transposed(ot)],
+                           axis=1).reshape(1, m, 4 * n_a)
     dx, dh0, dc0, dW_x, dW_h, db = ops.sequence_backward(
         run, _time_major(run, xt), _state(run, a_prev), _state(run, c_prev),
         W_x, W_h, _time_major(run, a_next), _time_major(run, c_next), gates,
         _time_major(run, call.arrays["da_next"]), xp.zeros((m, n_a), dtype=da_next.dtype),
         _state(run, call.arrays["dc_next"]))
-    return call.results({"dxt": xp.ascontiguousarray(dx[0].T),
-                         "da_prev": xp.ascontiguousarray(dh0.T),
-                         "dc_prev": xp.ascontiguousarray(dc0.T),
+    return call.results({"dxt": xp.ascontiguousarray(transposed(dx[0])),
+                         "da_prev": xp.ascontiguousarray(transposed(dh0)),
+                         "dc_prev": xp.ascontiguousarray(transposed(dc0)),
                          **ops.unfuse_seed_gradients(dW_x, dW_h, db, run)})
 
 
 def _stack_caches(run: Backend, steps: list) -> dict:
     """Time-major arrays from a list of course caches (already this backend's arrays)."""
     xp = run.xp
-    stack = lambda k: xp.ascontiguousarray(xp.stack([cache[k].T for cache in steps]))
+    stack = lambda k: xp.ascontiguousarray(xp.stack([transposed(cache[k]) for cache in steps]))
     gates = xp.concatenate([stack(5), stack(4), stack(6), stack(7)], axis=2)  # i, f, g, o
     return {"x": stack(8), "h0": _state(run, steps[0][2]), "c0": _state(run, steps[0][3]),
             "h_all": stack(0), "c_all": stack(1), "gates_all": gates}
@@ -299,5 +300,6 @@ def lstm_backward(da: Any, caches: tuple, backend: str | None = None) -> dict:
         run, sequence["x"][:T], sequence["h0"], sequence["c0"], W_x, W_h,
         sequence["h_all"][:T], sequence["c_all"][:T], sequence["gates_all"][:T],
         ops.reverse_axes(run, call.arrays["da"]), zeros, zeros)
-    return call.results({"dx": ops.reverse_axes(run, dx), "da0": xp.ascontiguousarray(dh0.T),
+    return call.results({"dx": ops.reverse_axes(run, dx),
+                         "da0": xp.ascontiguousarray(transposed(dh0)),
                          **ops.unfuse_seed_gradients(dW_x, dW_h, db, run)})
