@@ -111,6 +111,12 @@ class DeviceArrayModule:
         return cls.zeros(array.shape, array.dtype)
 
     @classmethod
+    def copy(cls, array):
+        out = cls.empty(array.shape, array.dtype)
+        copy(array, out)
+        return out
+
+    @classmethod
     def ascontiguousarray(cls, array):
         if is_c_contiguous(array):
             return array

@@ -1,7 +1,5 @@
-"""The ``nblstm`` command: ``nblstm info`` and ``nblstm check``."""
+"""The ``nblstm`` command: ``nblstm info``, ``nblstm check`` and ``nblstm bench``."""
 import argparse
-import importlib.metadata
-import platform
 import sys
 from typing import Callable
 
@@ -12,48 +10,6 @@ from . import __version__, reference, seed
 #: Same bounds as the test suite: float64 within 1e-9, float32 within 1e-5 (relative to
 #: 1 + max|reference|) of the float64 reference.
 CHECK_TOLERANCE = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-5}
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _blas_lines() -> list[str]:
-    """The BLAS libraries loaded in this process (numpy's and scipy's are separate)."""
-    import scipy.linalg  # noqa: F401  (loads scipy's BLAS, the one numba's np.dot calls)
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        config = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
-        return [f"numpy built with {config.get('name', '?')} {config.get('version', '')}".strip(),
-                "(pip install threadpoolctl to see the BLAS libraries loaded and their threads)"]
-    lines = []
-    for pool in threadpool_info():
-        if pool.get("user_api") != "blas":
-            continue
-        path = pool["filepath"]
-        # numpy's wheel bundles its own "scipy_openblas" build: tell them apart by folder
-        owner = ("numpy" if "numpy.libs" in path or "/numpy/" in path else
-                 "scipy (numba's np.dot)" if "scipy.libs" in path or "/scipy/" in path else path)
-        lines.append(f"{pool['internal_api']} {pool.get('version')} for {owner}: "
-                     f"{pool['num_threads']} threads, kernel {pool.get('architecture')}")
-    return lines
-
-
-def _threading_layer() -> str:
-    import numba
-    available = []
-    for layer, module in (("tbb", "tbbpool"), ("omp", "omppool"), ("workqueue", "workqueue")):
-        try:
-            importlib.import_module(f"numba.np.ufunc.{module}")
-            available.append(layer)
-        except ImportError:
-            pass
-    return (f"configured {numba.config.THREADING_LAYER!r}, available: {', '.join(available)} "
-            f"({numba.config.NUMBA_NUM_THREADS} threads)")
 
 
 def available_backends() -> dict[str, str]:
@@ -69,13 +25,19 @@ def available_backends() -> dict[str, str]:
 
 
 def info() -> int:
-    import numba
-    rows = [("nblstm", __version__), ("python", platform.python_version()),
-            ("platform", platform.platform()), ("cpu", platform.processor() or platform.machine()),
-            ("numpy", np.__version__), ("numba", numba.__version__),
-            ("llvmlite", _version("llvmlite")), ("scipy", _version("scipy")),
-            ("numba threading layer", _threading_layer())]
-    rows += [("BLAS", line) for line in _blas_lines()]
+    from . import _environment as env
+    version = env.versions()
+    cpu = env.cpu_description()
+    threading = env.numba_threading()
+    rows = [(name, version[name]) for name in ("nblstm", "python", "platform")]
+    rows.append(("cpu", f"{cpu['model']} ({cpu['machine']}, {cpu['logical_cpus']} logical CPUs, "
+                        f"{' '.join(cpu['simd']) or 'no AVX2/AVX-512/NEON'})"))
+    rows += [(name, version[name]) for name in ("numpy", "numba", "llvmlite", "scipy",
+                                                 "numba-cuda")]
+    rows.append(("numba threading layer",
+                 f"configured {threading['configured']!r}, available: "
+                 f"{', '.join(threading['available'])} ({threading['threads']} threads)"))
+    rows += [("BLAS", env.describe_blas_pool(pool)) for pool in env.blas_pools()]
     rows += [(f"backend {name}", status) for name, status in available_backends().items()]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
@@ -132,12 +94,53 @@ def check(implementation=seed) -> int:
     return 1 if failures else 0
 
 
+def bench(args: argparse.Namespace) -> int:
+    """A quick version of the benchmark grid: table, optional JSON and PNG."""
+    from . import bench as harness
+    shapes = {"quick": harness.QUICK_SHAPES,
+              "full": [s for group in harness.GRID.values() for s in group]}.get(
+        args.grid, harness.GRID.get(args.grid))
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("--plot needs matplotlib: pip install 'nblstm[bench]'", file=sys.stderr)
+            return 2
+    document = harness.run_benchmark(shapes, dtypes=args.dtypes, passes=args.passes,
+                                     repeats=args.repeats,
+                                     include_reference=not args.no_reference)
+    print(harness.format_table(document))
+    if args.json:
+        harness.save_json(document, args.json)
+        print(f"wrote {args.json}")
+    if args.plot:
+        harness.plot(document, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nblstm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="versions, BLAS, numba threading layer, backends")
     commands.add_parser("check", help="compare every available backend with the NumPy reference")
+    bench_parser = commands.add_parser(
+        "bench", help="time nblstm against torch.nn.LSTM, the NumPy reference and the GEMM floor")
+    bench_parser.add_argument("--grid", default="quick",
+                              choices=["quick", "tiny", "mid", "large", "full"],
+                              help="shapes to run (default: quick = tiny + mid)")
+    bench_parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median)")
+    bench_parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"],
+                              choices=["float32", "float64"])
+    bench_parser.add_argument("--passes", nargs="+", default=["inference", "training"],
+                              choices=["inference", "training"])
+    bench_parser.add_argument("--no-reference", action="store_true",
+                              help="skip the (slow) NumPy reference")
+    bench_parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    bench_parser.add_argument("--plot", metavar="PATH", help="write a PNG chart of the ratios")
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        return bench(args)
     return {"info": info, "check": check}[args.command]()
 
 

@@ -67,6 +67,38 @@ def sequence_forward(backend: Backend, x, h0, c0, W_x, W_h, b) -> tuple:
     return h_all, c_all, gates_all
 
 
+#: Time steps whose input projection and gates an inference pass holds at once.
+INFERENCE_CHUNK_STEPS = 32
+
+
+def sequence_inference(backend: Backend, x, h0, c0, W_x, W_h, b,
+                       chunk_steps: int = INFERENCE_CHUNK_STEPS) -> tuple:
+    """Inference over a sequence: ``(h_all, h_n, c_n)``, keeping nothing per step.
+
+    x (T, B, X), h0 and c0 (B, H) -> h_all (T, B, H), final states h_n and c_n (B, H).
+    The sequence runs in chunks of ``chunk_steps`` steps through the training kernel, with
+    the cell states and gates of a chunk in buffers reused by the next one: working memory
+    beyond the input and output arrays is ``chunk_steps * B * 5H`` values, whatever T is.
+    """
+    xp = backend.xp
+    T, B, _ = x.shape
+    H = h0.shape[1]
+    steps = max(1, min(int(chunk_steps), T))
+    h_all = xp.empty((T, B, H), dtype=x.dtype)
+    c_chunk = xp.empty((steps, B, H), dtype=x.dtype)
+    gates_chunk = xp.empty((steps, B, 4 * H), dtype=x.dtype)
+    h, c = h0, c0
+    for start in range(0, T, steps):
+        n = min(steps, T - start)
+        # The next chunk reads h and c only at its first step, before overwriting any of
+        # c_chunk, so they can stay views into this chunk's buffers.
+        backend.kernels.lstm_sequence_forward(x[start:start + n], h, c, W_x, W_h, b,
+                                              h_all[start:start + n], c_chunk[:n],
+                                              gates_chunk[:n])
+        h, c = h_all[start + n - 1], c_chunk[n - 1]
+    return h_all, xp.copy(h), xp.copy(c)
+
+
 def sequence_backward(backend: Backend, x, h0, c0, W_x, W_h, h_all, c_all, gates_all,
                       dh_all, dh_n, dc_n) -> tuple:
     """Backpropagation through time: ``(dx, dh0, dc0, dW_x, dW_h, db)``.

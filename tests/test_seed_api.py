@@ -220,3 +220,21 @@ def test_saturated_inputs_stay_finite(backend, dtype):
         got = backend.get(got)
         assert np.all(np.isfinite(got))
         np.testing.assert_allclose(got, r, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk_steps", [1, 2, 3, 32])
+def test_chunked_inference_matches_the_training_forward(backend, dtype, chunk_steps):
+    """The inference pass (time chunks, nothing kept per step) gives the training pass's
+    hidden states and final state, for chunk sizes that do and do not divide T."""
+    from nblstm import _dispatch, ops
+    rng = np.random.default_rng(chunk_steps)
+    T, B, X, H = 5, 3, 2, 4
+    host = [rng.standard_normal(shape).astype(dtype.dtype)
+            for shape in ((T, B, X), (B, H), (B, H), (X, 4 * H), (H, 4 * H), (4 * H,))]
+    x, h0, c0, W_x, W_h, b = (backend.put(a) for a in host)
+    run, _ = _dispatch.select_backend({"x": x})
+    h_all, h_n, c_n = ops.sequence_inference(run, x, h0, c0, W_x, W_h, b, chunk_steps=chunk_steps)
+    ref_h, ref_c, _ = ops.sequence_forward(_dispatch.select_backend({"x": host[0]})[0], *host)
+    dtype.assert_output_close(backend.get(h_all), ref_h, "h_all")
+    dtype.assert_output_close(backend.get(h_n), ref_h[-1], "h_n")
+    dtype.assert_output_close(backend.get(c_n), ref_c[-1], "c_n")
