@@ -159,10 +159,12 @@ def lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
     H = h0.shape[1]
     G = W_h.shape[1]
     dz_all = np.empty((T, B, G), dtype=x.dtype)
-    W_h_T = np.ascontiguousarray(W_h.T)
+    W_h_T = _transposed_copy(W_h)
     dh = np.empty((B, H), dtype=x.dtype)
-    dh_recurrent = dh_n.copy()
-    dc = dc_n.copy()
+    dh_recurrent = dh0  # dh0 carries dLoss/dh_t through the loop and ends as dLoss/dh0
+    dc = dc0            # likewise for the cell state
+    _copy_into(dh_n, dh_recurrent)
+    _copy_into(dc_n, dc)
     for t in range(T - 1, -1, -1):
         dh_t = dh_all[t]
         for row in range(B):
@@ -172,20 +174,46 @@ def lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
         c_prev = c_all[t - 1] if t > 0 else c0
         lstm_gates_backward(gates_all[t], c_prev, c_all[t], dh, dc, dz_all[t])
         np.dot(dz_all[t], W_h_T, dh_recurrent)
-    dh0[:] = dh_recurrent
-    dc0[:] = dc
 
+    # Every GEMM below has the form np.dot(A or A.T, B, out): few distinct np.dot
+    # specialisations keep the compile time down (an allocating np.dot plus "+=" alone
+    # cost ~0.5 s of compilation).
     dz_2d = dz_all.reshape(T * B, G)
-    np.dot(dz_2d, np.ascontiguousarray(W_x.T), dx.reshape(T * B, X))
+    np.dot(dz_2d, _transposed_copy(W_x), dx.reshape(T * B, X))
     np.dot(x.reshape(T * B, X).T, dz_2d, dW_x)
     np.dot(h0.T, dz_all[0], dW_h)
     if T > 1:
-        dW_h += np.dot(h_all[:T - 1].reshape((T - 1) * B, H).T, dz_all[1:].reshape((T - 1) * B, G))
-    db[:] = 0
+        later_steps = np.empty_like(dW_h)
+        np.dot(h_all[:T - 1].reshape((T - 1) * B, H).T, dz_all[1:].reshape((T - 1) * B, G),
+               later_steps)
+        for i in range(H):
+            row, add = dW_h[i], later_steps[i]
+            for k in range(G):
+                row[k] += add[k]
+    for k in range(G):
+        db[k] = 0
     for row in range(T * B):
         dz_row = dz_2d[row]
         for k in range(G):
             db[k] += dz_row[k]
+
+
+@njit(**_JIT_OPTIONS)
+def _copy_into(src, dst):
+    """``dst[:] = src`` for 2-D arrays, as a plain loop (cheaper to compile than slicing)."""
+    for i in range(src.shape[0]):
+        for j in range(src.shape[1]):
+            dst[i, j] = src[i, j]
+
+
+@njit(**_JIT_OPTIONS)
+def _transposed_copy(a):
+    """A new C-contiguous ``a.T`` for a 2-D array."""
+    out = np.empty((a.shape[1], a.shape[0]), dtype=a.dtype)
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            out[j, i] = a[i, j]
+    return out
 
 
 @njit(**_JIT_OPTIONS)

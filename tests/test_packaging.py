@@ -53,3 +53,28 @@ def test_cpu_path_works_without_cuda_and_never_loads_it():
                             timeout=300, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_second_process_loads_the_kernels_from_numbas_cache(tmp_path):
+    """numba's on-disk cache works for nblstm's kernels: a second process compiles nothing
+    (cache hits, no misses), and NBLSTM_NUMBA_CACHE=0 turns the cache off."""
+    code = ("import numpy as np, nblstm; from nblstm.kernels import cpu; "
+            "x = np.ones((2, 3, 4)); a0 = np.zeros((5, 3)); "
+            "p = {k: np.full((5, 7) if k[0] == 'W' else (5, 1), 0.1) for k in "
+            "('Wf','bf','Wi','bi','Wc','bc','Wo','bo')}; "
+            "p.update(Wy=np.ones((2, 5)), by=np.zeros((2, 1))); "
+            "a, y, c, caches = nblstm.lstm_forward(x, a0, p); "
+            "g = nblstm.lstm_backward(np.ones((5, 3, 4)), caches); "
+            "f = [cpu.lstm_sequence_forward, cpu.lstm_sequence_backward, cpu.linear_softmax]; "
+            "print(sum(sum(d.stats.cache_hits.values()) for d in f), "
+            "sum(sum(d.stats.cache_misses.values()) for d in f))")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path)
+    run = lambda extra: subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                       text=True, timeout=300, env={**env, **extra})
+    first, second = run({}), run({})
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout.split() == ["0", "3"]   # compiled and stored
+    assert second.stdout.split() == ["3", "0"]  # loaded, nothing compiled
+    off = run({"NBLSTM_NUMBA_CACHE": "0"})
+    assert off.stdout.split() == ["0", "3"]
