@@ -360,7 +360,7 @@ def plot(document: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = document["results"]
-    labels = [f"{'x'.join(map(str, r['shape']))}\n{r['dtype'][5:]} {r['pass'][:5]}" for r in rows]
+    labels = ["x".join(map(str, r["shape"])) + f" f{r['dtype'][5:]} {r['pass'][:5]}" for r in rows]
     series = [("torch_over_nblstm", "torch / nblstm"), ("reference_over_seed", "reference / seed API"),
               ("nblstm_over_gemm_floor", "nblstm / GEMM floor (lower is better)")]
     fig, ax = plt.subplots(figsize=(max(8, 0.55 * len(rows) + 3), 5))
@@ -371,7 +371,7 @@ def plot(document: dict, path: str) -> None:
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_xticks(np.arange(len(rows)))
-    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_xticklabels(labels, fontsize=7, rotation=60, ha="right")
     ax.set_ylabel("time ratio")
     cpu = document["environment"]["cpu"]
     ax.set_title(f"nblstm benchmark: {cpu['model']}, {cpu['logical_cpus']} CPUs")
