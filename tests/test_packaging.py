@@ -9,6 +9,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: Python source: a small seed-API forward and backward on NumPy arrays.
+SMALL_CPU_RUN = ("import numpy as np, nblstm; "
+                 "x = np.ones((2, 3, 4)); a0 = np.zeros((5, 3)); "
+                 "p = {k: np.full((5, 7) if k[0] == 'W' else (5, 1), 0.1) for k in "
+                 "('Wf','bf','Wi','bi','Wc','bc','Wo','bo')}; "
+                 "p.update(Wy=np.ones((2, 5)), by=np.zeros((2, 1))); "
+                 "a, y, c, caches = nblstm.lstm_forward(x, a0, p); "
+                 "g = nblstm.lstm_backward(np.ones((5, 3, 4)), caches); ")
+
 
 def test_wheel_contains_the_kernels_as_nblstm_kernels(tmp_path):
     result = subprocess.run(
@@ -39,13 +48,7 @@ def test_import_is_light_and_touches_no_gpu_library():
 def test_cpu_path_works_without_cuda_and_never_loads_it():
     """A CPU call on a machine without CUDA: no simulator, no driver; neither numba's CUDA
     target nor CuPy is imported along the way."""
-    code = ("import sys, numpy as np, nblstm; "
-            "x = np.ones((2, 3, 4)); a0 = np.zeros((5, 3)); "
-            "p = {k: np.full((5, 7) if k[0] == 'W' else (5, 1), 0.1) for k in "
-            "('Wf','bf','Wi','bi','Wc','bc','Wo','bo')}; "
-            "p.update(Wy=np.ones((2, 5)), by=np.zeros((2, 1))); "
-            "a, y, c, caches = nblstm.lstm_forward(x, a0, p); "
-            "g = nblstm.lstm_backward(np.ones((5, 3, 4)), caches); "
+    code = ("import sys; " + SMALL_CPU_RUN +
             "print(sorted(m for m in ('cupy', 'numba.cuda', 'numba_cuda') if m in sys.modules))")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     env["CUDA_VISIBLE_DEVICES"] = ""  # as good as no GPU, even on a GPU machine
@@ -58,13 +61,7 @@ def test_cpu_path_works_without_cuda_and_never_loads_it():
 def test_second_process_loads_the_kernels_from_numbas_cache(tmp_path):
     """numba's on-disk cache works for nblstm's kernels: a second process compiles nothing
     (cache hits, no misses), and NBLSTM_NUMBA_CACHE=0 turns the cache off."""
-    code = ("import numpy as np, nblstm; from nblstm.kernels import cpu; "
-            "x = np.ones((2, 3, 4)); a0 = np.zeros((5, 3)); "
-            "p = {k: np.full((5, 7) if k[0] == 'W' else (5, 1), 0.1) for k in "
-            "('Wf','bf','Wi','bi','Wc','bc','Wo','bo')}; "
-            "p.update(Wy=np.ones((2, 5)), by=np.zeros((2, 1))); "
-            "a, y, c, caches = nblstm.lstm_forward(x, a0, p); "
-            "g = nblstm.lstm_backward(np.ones((5, 3, 4)), caches); "
+    code = ("from nblstm.kernels import cpu; " + SMALL_CPU_RUN +
             "f = [cpu.lstm_sequence_forward, cpu.lstm_sequence_backward, cpu.linear_softmax]; "
             "print(sum(sum(d.stats.cache_hits.values()) for d in f), "
             "sum(sum(d.stats.cache_misses.values()) for d in f))")
