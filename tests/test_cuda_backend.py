@@ -185,3 +185,48 @@ def test_cuda_gradients_match_the_cpu(n_x, m, T, n_a, seed, use_float32):
     grads_gpu = nblstm.lstm_backward(prob["da"], on_gpu[3], backend="cuda")
     for key, value in grads_cpu.items():
         np.testing.assert_allclose(grads_gpu[key], value, rtol=0, atol=10 * tol, err_msg=key)
+
+
+def assert_relative(got, expected, rel, what):
+    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
+    assert got.shape == expected.shape, what
+    bound = rel * max(np.max(np.abs(expected)), np.finfo(np.float64).tiny)
+    assert np.max(np.abs(got - expected)) <= bound, f"{what}: {np.max(np.abs(got - expected)):.3e} > {bound:.3e}"
+
+
+@pytest.mark.parametrize("dtype,rel", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_every_seed_function_on_device_arrays_equals_numpy(gpu, dtype, rel):
+    """Acceptance bound of the CUDA backend: the four seed-compatible functions give the
+    same results on GPU arrays as on NumPy arrays (float64 within 1e-12 relative, float32
+    within 1e-5 relative), caches included, and return GPU arrays."""
+    prob = sequence_problem(3, 4, 4, 5, 3, seed=21, dtype=dtype)
+    x, a0, params, da = prob["x"], prob["a0"], prob["parameters"], prob["da"]
+    device_params = {k: gpu.put(v) for k, v in params.items()}
+    device_type = type(gpu.put(x))
+
+    host = nblstm.lstm_forward(x, a0, params)
+    device = nblstm.lstm_forward(gpu.put(x), gpu.put(a0), device_params)
+    for name, h, d in zip("ayc", host[:3], device[:3]):
+        assert type(d) is device_type
+        assert_relative(gpu.get(d), h, rel, name)
+    for t in range(x.shape[2]):
+        for k in range(9):
+            assert_relative(gpu.get(device[3][0][t][k]), host[3][0][t][k], rel, f"cache {t} {k}")
+    host_grads = nblstm.lstm_backward(da, host[3])
+    device_grads = nblstm.lstm_backward(gpu.put(da), device[3])
+    for key, value in host_grads.items():
+        assert type(device_grads[key]) is device_type
+        assert_relative(gpu.get(device_grads[key]), value, rel, key)
+
+    xt, c_prev = np.ascontiguousarray(x[:, :, 0]), np.ascontiguousarray(prob["a0"][::-1])
+    host_cell = nblstm.lstm_cell_forward(xt, a0, c_prev, params)
+    device_cell = nblstm.lstm_cell_forward(gpu.put(xt), gpu.put(a0), gpu.put(c_prev), device_params)
+    for k, (h, d) in enumerate(zip(host_cell[:3], device_cell[:3])):
+        assert type(d) is device_type
+        assert_relative(gpu.get(d), h, rel, f"cell output {k}")
+    da_next, dc_next = np.ascontiguousarray(da[:, :, 0]), np.ascontiguousarray(da[:, :, 1])
+    host_cell_grads = nblstm.lstm_cell_backward(da_next, dc_next, host_cell[3])
+    device_cell_grads = nblstm.lstm_cell_backward(gpu.put(da_next), gpu.put(dc_next), device_cell[3])
+    for key, value in host_cell_grads.items():
+        assert type(device_cell_grads[key]) is device_type
+        assert_relative(gpu.get(device_cell_grads[key]), value, rel, key)
