@@ -5,7 +5,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import __version__, reference, seed
+from . import reference, seed
 
 #: Same bounds as the test suite: float64 within 1e-9, float32 within 1e-5 (relative to
 #: 1 + max|reference|) of the float64 reference.

@@ -83,8 +83,6 @@ def _state(backend: Backend, array_2d: Any) -> Any:
     return backend.xp.ascontiguousarray(transposed(array_2d))
 
 
-
-
 def _gate_views(gates_t: Any, H: int) -> tuple:
     """Activated gates of one step (B, 4H), order (i, f, g, o) -> the course's
     ``(ft, it, cct, ot)``, each ``(n_a, m)``."""
