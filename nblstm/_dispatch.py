@@ -110,7 +110,13 @@ def convert(array: Any, kind: str) -> Any:
     if source == kind:
         return array
     if kind == "numpy":
-        return _cupy().asnumpy(array) if source == "cupy" else array.copy_to_host()
+        if source == "cupy":
+            return _cupy().asnumpy(array)
+        # numba device array (or a bare __cuda_array_interface__ object): copy_to_host
+        # needs one contiguous block, and cache entries are strided views
+        from nblstm.kernels.cuda_arrays import DeviceArrayModule
+        device = array if hasattr(array, "copy_to_host") else _numba_cuda().as_cuda_array(array)
+        return DeviceArrayModule.ascontiguousarray(device).copy_to_host()
     if kind == "cupy":
         return _cupy().asarray(array)  # zero-copy from numba arrays, a transfer from NumPy
     if source == "numpy":
