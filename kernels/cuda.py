@@ -97,7 +97,7 @@ def _softmax_rows_kernel(z, b):
             z[r, k] += b[k]
             if z[r, k] > largest:
                 largest = z[r, k]
-        total = z[r, 0] - z[r, 0]  # a zero of the data's type
+        total = type(largest)(0)  # typed like the data: no float64 promotion
         for k in range(Y):
             e = exp(z[r, k] - largest)
             z[r, k] = e
@@ -111,7 +111,7 @@ def _column_sums_kernel(a, out):
     """``out[k] = sum_r a[r, k]``."""
     k = cuda.grid(1)
     if k < a.shape[1]:
-        total = a[0, k] - a[0, k]
+        total = type(out[k])(0)
         for r in range(a.shape[0]):
             total += a[r, k]
         out[k] = total

@@ -230,3 +230,26 @@ def test_every_seed_function_on_device_arrays_equals_numpy(gpu, dtype, rel):
     for key, value in host_cell_grads.items():
         assert type(device_cell_grads[key]) is device_type
         assert_relative(gpu.get(device_cell_grads[key]), value, rel, key)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_and_column_sums_handle_infinite_first_entries(gpu, cuda_kernels, dtype):
+    """A -inf logit in the first class is a probability of ~0 (``exp`` saturates at the
+    smallest normal float, by design), not a NaN row; an infinite
+    first row gives an infinite column sum (the accumulators start at a typed zero)."""
+    h = np.ones((2, 1), dtype)
+    W_T = np.array([[-np.inf, 0.0, 1.0]], dtype)
+    b = np.zeros(3, dtype)
+    expected = np.empty((2, 3), dtype)
+    cpu.linear_softmax(h, W_T, b, expected)
+    assert np.all(np.isfinite(expected)) and 0 <= expected[0, 0] < 1e-37
+    out = gpu.put(np.zeros((2, 3), dtype))
+    cuda_kernels.linear_softmax(gpu.put(h), gpu.put(W_T), gpu.put(b), out)
+    np.testing.assert_allclose(gpu.get(out), expected, rtol=1e-6)
+
+    dz = np.array([[np.inf, 1.0], [1.0, 2.0]], dtype)
+    sums = gpu.put(np.zeros(2, dtype))
+    with cuda_kernels._Launch(gpu.put(dz)) as launch:
+        launch.launch_1d(cuda_kernels._column_sums_kernel, 2)(launch.kernel_arg(gpu.put(dz)),
+                                                             launch.kernel_arg(sums))
+    np.testing.assert_array_equal(gpu.get(sums), dz.sum(axis=0))
