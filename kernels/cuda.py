@@ -117,17 +117,6 @@ def _column_sums_kernel(a, out):
         out[k] = total
 
 
-@cuda.jit
-def _reverse_axes_kernel(src, dst):
-    """``dst[k, j, i] = src[i, j, k]``."""
-    i, jk = cuda.grid(2)
-    J = dst.shape[1]
-    k = jk // J
-    j = jk - k * J
-    if k < dst.shape[0] and i < dst.shape[2]:
-        dst[k, j, i] = src[i, j, k]
-
-
 def _make_matmul_kernel(element_type):
     """Tiled shared-memory GEMM ``C = A @ B (+ C if accumulate)`` for one dtype (the
     shared-memory tiles need the element type at compile time)."""
@@ -211,7 +200,8 @@ class _Launch:
         return DeviceArrayModule.empty(shape, dtype)
 
     def transpose(self, array):
-        """Zero-copy transposed view (numba's ``.T`` launches a copy kernel on a GPU)."""
+        """Zero-copy view with the axes reversed (numba's ``.T`` launches a copy kernel on a
+        GPU and handles 2-D arrays only)."""
         if self.cupy is not None:
             return array.T
         return DeviceArrayModule.transpose(array)
@@ -335,7 +325,8 @@ def linear_softmax(h, W_T, b, out):
 
 
 def reverse_axes_copy(src, dst):
-    """``dst[k, j, i] = src[i, j, k]``; see ``kernels.cpu.reverse_axes_copy``."""
-    I, J, K = src.shape
+    """``dst[k, j, i] = src[i, j, k]``; see ``kernels.cpu.reverse_axes_copy``.
+
+    A strided copy from a zero-copy axes-reversed view of ``src``."""
     with _Launch(src) as run:
-        run.launch_2d(_reverse_axes_kernel, I, J * K)(run.kernel_arg(src), run.kernel_arg(dst))
+        run.copy(run.transpose(src), dst)

@@ -39,7 +39,6 @@ def signatures(ty):
         "_add_bias_kernel": (kernels._add_bias_kernel, (a2, a1)),
         "_softmax_rows_kernel": (kernels._softmax_rows_kernel, (a2, a1)),
         "_column_sums_kernel": (kernels._column_sums_kernel, (a2, a1)),
-        "_reverse_axes_kernel": (kernels._reverse_axes_kernel, (a3, a3)),
         "matmul": (kernels._MATMUL_KERNELS[np.dtype(str(ty))], (any2, any2, a2, boolean)),
         "_fill_kernel": (cuda_arrays._fill_kernel, (a1, ty)),
         "_copy_1d_kernel": (cuda_arrays._copy_1d_kernel, (ty[:], a1)),
