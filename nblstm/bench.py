@@ -96,8 +96,7 @@ class Case:
 
 def _nblstm_runner(case: Case, pass_name: str, backend: Backend = CPU,
                    sync: Callable = lambda: None) -> Callable:
-    convert = (lambda v: v) if backend.array_kind == "numpy" else backend.adopt
-    a = {k: convert(v) for k, v in case.arrays.items() if not k.startswith("seed")}
+    a = {k: backend.adopt(v) for k, v in case.arrays.items() if not k.startswith("seed")}
     zeros = backend.xp.zeros(a["h0"].shape, a["h0"].dtype)
     if pass_name == "inference":
         def run():
