@@ -13,22 +13,18 @@ Design notes (measured on this project's machine, see DESIGN.md):
 - ``error_model="numpy"``: division by zero follows IEEE instead of raising, which is what
   lets the divisions in sigmoid/tanh vectorize.
 - No ``fastmath``: it would assume finite math and NaN inputs must reach the outputs.
-- No ``parallel=True``: a parallel region next to multithreaded BLAS calls is many times
-  slower (threads fight); BLAS provides the threads here.
+- No ``parallel=True`` on the BLAS path: a parallel region next to multithreaded BLAS calls
+  is many times slower (threads fight); BLAS provides the threads there.
+- The sequence loops have two implementations, chosen per call by ``gemm_plan``
+  (``NBLSTM_CPU_GEMM``): the packed-weight micro-kernel GEMM with the gate math in the same
+  parallel region (``packed_lstm``, the default) and the BLAS-per-step loops below.
 """
-import os
-
 import numpy as np
 from numba import njit
 
-from . import gates
+from . import gates, gemm_plan, packed_lstm
+from .cpu_options import CACHE as _CACHE, JIT_OPTIONS as _JIT_OPTIONS  # noqa: F401
 from .fastmath import exp
-
-# numba's on-disk cache: on by default; NBLSTM_NUMBA_CACHE=0 turns it off (e.g. read-only
-# installs, or when measuring cold compile time). One jitted function per Python function,
-# so cached variants never collide.
-_CACHE = os.environ.get("NBLSTM_NUMBA_CACHE", "1") != "0"
-_JIT_OPTIONS = dict(cache=_CACHE, error_model="numpy", nogil=True)
 
 
 @njit(**_JIT_OPTIONS)
@@ -101,8 +97,9 @@ def lstm_gates_backward(gates_in, c_prev, c, dh, dc, dz_out):
         _gates_backward_row(gates_in[row], c_prev[row], c[row], dh[row], dc[row], dz_out[row])
 
 
-@njit(**_JIT_OPTIONS)
-def lstm_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all):
+def lstm_sequence_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: np.ndarray,
+                          W_h: np.ndarray, b: np.ndarray, h_all: np.ndarray, c_all: np.ndarray,
+                          gates_all: np.ndarray) -> None:
     """Forward pass over a whole sequence, saving what the backward pass needs.
 
     x         (T, B, X)   inputs, time-major
@@ -114,10 +111,24 @@ def lstm_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all):
     c_all     (T, B, H)   out: cell state of every step
     gates_all (T, B, 4H)  out: activated gates (i, f, g, o) of every step
 
-    Algorithm: ``gates_all`` first receives the input projection of all steps (one GEMM,
-    plus the bias), then each step adds ``h_{t-1} @ W_h`` (one GEMM) and the fused gate
-    update overwrites that step's slice with the activated gates.
+    Algorithm: ``gates_all`` first receives the input projection of all steps (one GEMM),
+    then each step adds ``h_{t-1} @ W_h`` (one GEMM) and the bias, and the fused gate
+    update overwrites that step's slice with the activated gates. The GEMMs run on the
+    packed micro-kernel or BLAS, as ``NBLSTM_CPU_GEMM`` says (``gemm_plan``). Inputs may be
+    non-contiguous (copied); the outputs must be C-contiguous.
     """
+    H = h0.shape[1]
+    plan = gemm_plan.plan(x.dtype, x.shape[1] * H * 4 * H)
+    x, h0, c0, W_x, W_h, b = (np.ascontiguousarray(a) for a in (x, h0, c0, W_x, W_h, b))
+    if plan is None:
+        _blas_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all)
+    else:
+        packed_lstm.sequence_forward(plan, x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all)
+
+
+@njit(**_JIT_OPTIONS)
+def _blas_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all):
+    """``lstm_sequence_forward`` with numba's ``np.dot`` (scipy's BLAS) per step."""
     T, B, X = x.shape
     G = W_h.shape[1]
     z_x_all = gates_all.reshape(T * B, G)
@@ -134,9 +145,11 @@ def lstm_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all):
         lstm_gates_forward(gates_all[t], z_h, c_all[t - 1], c_all[t], h_all[t])
 
 
-@njit(**_JIT_OPTIONS)
-def lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n,
-                           dx, dh0, dc0, dW_x, dW_h, db):
+def lstm_sequence_backward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: np.ndarray,
+                           W_h: np.ndarray, h_all: np.ndarray, c_all: np.ndarray,
+                           gates_all: np.ndarray, dh_all: np.ndarray, dh_n: np.ndarray,
+                           dc_n: np.ndarray, dx: np.ndarray, dh0: np.ndarray, dc0: np.ndarray,
+                           dW_x: np.ndarray, dW_h: np.ndarray, db: np.ndarray) -> None:
     """Backpropagation through time over a whole sequence.
 
     Inputs as saved by ``lstm_sequence_forward`` (same shapes), plus
@@ -153,8 +166,29 @@ def lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
 
     Per step (reversed): the fused gate backward gives the pre-activation gradient
     ``dz_t`` and ``dc_{t-1}``; then ``dh_{t-1} = dz_t @ W_h^T`` (one GEMM). After the loop
-    the weight gradients and ``dx`` are three GEMMs over all steps at once.
+    the weight gradients and ``dx`` are three GEMMs over all steps at once. The GEMMs run on
+    the packed micro-kernel or BLAS, as ``NBLSTM_CPU_GEMM`` says (``gemm_plan``). Inputs may
+    be non-contiguous (copied); the outputs must be C-contiguous.
     """
+    T, B, _ = x.shape
+    H = h0.shape[1]
+    plan = gemm_plan.plan(x.dtype, B * H * 4 * H)
+    x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n = (
+        np.ascontiguousarray(a)
+        for a in (x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n))
+    if plan is None:
+        _blas_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n,
+                                dc_n, dx, dh0, dc0, dW_x, dW_h, db)
+    else:
+        lengths = np.full(B, T, dtype=np.int64)
+        packed_lstm.sequence_backward(plan, x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
+                                      dh_n, dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, db)
+
+
+@njit(**_JIT_OPTIONS)
+def _blas_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n,
+                            dx, dh0, dc0, dW_x, dW_h, db):
+    """``lstm_sequence_backward`` with numba's ``np.dot`` (scipy's BLAS) per step."""
     T, B, X = x.shape
     H = h0.shape[1]
     G = W_h.shape[1]

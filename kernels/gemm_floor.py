@@ -6,7 +6,7 @@ Layouts as in ``cpu.py``: x (T, B, X), h_all (T, B, H), W_x (X, 4H), W_h (H, 4H)
 import numpy as np
 from numba import njit
 
-from .cpu import _JIT_OPTIONS
+from .cpu_options import JIT_OPTIONS as _JIT_OPTIONS
 
 
 @njit(**_JIT_OPTIONS)

@@ -1,0 +1,331 @@
+"""The LSTM sequence loops on the packed-weight GEMM (``packed_gemm``): the CPU fast path.
+
+Same layouts and semantics as ``cpu.lstm_sequence_forward``/``lstm_sequence_backward``:
+time-major ``(T, B, F)`` C-contiguous arrays, fused weights ``W_x (X, 4H)``, ``W_h (H, 4H)``,
+``b (4H,)`` with gate blocks (i, f, g, o). What differs is how the products are computed:
+
+Forward, per call:
+  1. ``W_h`` is packed into gate panels (``U`` hidden units x 4 gates per panel) and ``W_x``
+     into plain panels; the packed copies are made afresh on every call (about 1% of a
+     mid-size pass), so weights updated in place between calls are always seen.
+  2. ``gates_all = x @ W_x`` (one parallel GEMM over all steps, bias added later).
+  3. Per step, ONE parallel region: each worker takes gate panels, computes
+     ``h_{t-1} @ W_h`` for its ``U`` units and all batch rows, and applies the gate math for
+     those units right away (bias and input projection added there).
+Backward, per call:
+  1. Per step (reversed), one parallel region over panels of ``W_h^T`` (``NR`` hidden units
+     each): ``dh_rec = dz_{t+1} @ W_h^T`` for the units of the panel, then the fused gate
+     backward of those units gives ``dz_t`` and ``dc_{t-1}``.
+  2. ``dh0 = dz_0 @ W_h^T``, ``dx = dz @ W_x^T``, and the weight gradients as
+     ``dW^T = dz^T @ [x | h_prev]`` (the long T*B axis is the K of the product, K-blocked),
+     transposed into place; ``db`` is the column sum of ``dz``.
+
+Threads: each driver exists twice, ``*_parallel`` (one ``prange`` region per step; numba's
+threading layer) and ``*_serial`` (the same work on the calling thread), sharing the body
+functions. ``Plan`` says which to use. Work buffers (per-worker scratch tiles, packed
+weights) are allocated per call, so concurrent calls from several threads share nothing.
+"""
+import numpy as np
+from numba import get_thread_id, njit, prange
+
+from . import gates
+from .cpu_options import JIT_OPTIONS, PARALLEL_JIT_OPTIONS
+from .packed_gemm import pack_gate_panels, pack_panels, panel_product
+
+#: Depth of the K-blocks: one ``KC x NR`` slice of a packed panel (64 KiB for the float32
+#: AVX-512 tile) stays in L2 while every row block of A runs against it.
+KC = 256
+
+
+# ------------------------------------------------------------------------------ plain GEMM
+
+@njit(**JIT_OPTIONS)
+def _gemm_job(job, row_chunks, tile, MR, a, a_rs, a_ks, M, K, bp, c, N, edge_tile):
+    """Job ``job`` of ``gemm_*``: one panel of ``bp`` times one chunk of A's rows."""
+    P, NR = bp.shape[0], bp.shape[2]
+    p = job // row_chunks
+    chunk = -(-(-(-M // row_chunks)) // MR) * MR
+    i0 = (job % row_chunks) * chunk
+    if i0 < M:
+        ldc = c.shape[1]
+        panel_product(tile, MR, a, i0 * a_rs, a_rs, a_ks, min(chunk, M - i0), K, bp, p, KC,
+                      c, i0 * ldc + p * NR, ldc, min(NR, N - p * NR), edge_tile, False)
+
+
+@njit(**PARALLEL_JIT_OPTIONS)
+def gemm_parallel(tile, MR, a, a_rs, a_ks, M, K, bp, c, row_chunks, edge_tiles):
+    """``c[0:M, 0:N] = A @ B`` with B packed in ``bp`` (P, K, NR), N = ``c.shape[1]``;
+    A[m, k] = ``a.flat[m*a_rs + k*a_ks]``. One parallel region over panel x row-chunk jobs.
+    edge_tiles (workers, MR, NR): per-worker scratch for the last, partial panel."""
+    N = c.shape[1]
+    for job in prange(bp.shape[0] * row_chunks):
+        _gemm_job(job, row_chunks, tile, MR, a, a_rs, a_ks, M, K, bp, c, N,
+                  edge_tiles[get_thread_id()])
+
+
+@njit(**JIT_OPTIONS)
+def gemm_serial(tile, MR, a, a_rs, a_ks, M, K, bp, c, row_chunks, edge_tiles):
+    """``gemm_parallel`` on the calling thread."""
+    N = c.shape[1]
+    for job in range(bp.shape[0] * row_chunks):
+        _gemm_job(job, row_chunks, tile, MR, a, a_rs, a_ks, M, K, bp, c, N, edge_tiles[0])
+
+
+# ------------------------------------------------------------------------------- forward
+
+@njit(**JIT_OPTIONS)
+def _forward_panel(tile, MR, p, h_prev, W_h_packed, b, c_prev, z, c_out, h_out, scratch,
+                   edge_tile):
+    """One step, the ``U`` hidden units of gate panel ``p``, all batch rows.
+
+    h_prev (B, H); W_h_packed (P, H, 4U) gate panels; b (4H,); c_prev, c_out, h_out (B, H);
+    z (B, 4H): in: the input projection of this step (no bias), out: activated gates
+    (i, f, g, o); scratch (>= B, 4U): receives ``h_prev @ W_h`` for the panel's columns.
+    """
+    B, H = h_prev.shape
+    NR = W_h_packed.shape[2]
+    U = NR // 4
+    panel_product(tile, MR, h_prev, 0, H, 1, B, H, W_h_packed, p, KC, scratch, 0, NR, NR,
+                  edge_tile, False)
+    j0 = p * U
+    n = min(U, H - j0)
+    # 1-D slices, not 2-D indexing: keeps the unit loop vectorizable (see cpu.py).
+    b_i, b_f, b_g, b_o = (b[j0:j0 + n], b[H + j0:H + j0 + n], b[2 * H + j0:2 * H + j0 + n],
+                          b[3 * H + j0:3 * H + j0 + n])
+    for row in range(B):
+        s, zr = scratch[row], z[row]
+        s_i, s_f, s_g, s_o = s[0:n], s[U:U + n], s[2 * U:2 * U + n], s[3 * U:3 * U + n]
+        z_i, z_f, z_g, z_o = (zr[j0:j0 + n], zr[H + j0:H + j0 + n],
+                              zr[2 * H + j0:2 * H + j0 + n], zr[3 * H + j0:3 * H + j0 + n])
+        c_p, c_o, h_o = c_prev[row, j0:j0 + n], c_out[row, j0:j0 + n], h_out[row, j0:j0 + n]
+        for u in range(n):
+            i, f, g, o, c, h = gates.lstm_unit_forward(
+                z_i[u] + s_i[u] + b_i[u], z_f[u] + s_f[u] + b_f[u], z_g[u] + s_g[u] + b_g[u],
+                z_o[u] + s_o[u] + b_o[u], c_p[u])
+            z_i[u] = i
+            z_f[u] = f
+            z_g[u] = g
+            z_o[u] = o
+            c_o[u] = c
+            h_o[u] = h
+
+
+@njit(**PARALLEL_JIT_OPTIONS)
+def forward_loop_parallel(tile, MR, h0, c0, W_h_packed, b, h_all, c_all, gates_all, scratch,
+                          edge_tiles):
+    """The time loop of the forward pass, one parallel region per step (see the module
+    docstring). gates_all (T, B, 4H) holds the input projection on entry; scratch
+    (workers, B, 4U) and edge_tiles (workers, MR, 4U) are per-worker work buffers."""
+    for t in range(h_all.shape[0]):
+        h_prev = h_all[t - 1] if t > 0 else h0
+        c_prev = c_all[t - 1] if t > 0 else c0
+        for p in prange(W_h_packed.shape[0]):
+            w = get_thread_id()
+            _forward_panel(tile, MR, p, h_prev, W_h_packed, b, c_prev, gates_all[t], c_all[t],
+                           h_all[t], scratch[w], edge_tiles[w])
+
+
+@njit(**JIT_OPTIONS)
+def forward_loop_serial(tile, MR, h0, c0, W_h_packed, b, h_all, c_all, gates_all, scratch,
+                        edge_tiles):
+    """``forward_loop_parallel`` on the calling thread."""
+    for t in range(h_all.shape[0]):
+        h_prev = h_all[t - 1] if t > 0 else h0
+        c_prev = c_all[t - 1] if t > 0 else c0
+        for p in range(W_h_packed.shape[0]):
+            _forward_panel(tile, MR, p, h_prev, W_h_packed, b, c_prev, gates_all[t], c_all[t],
+                           h_all[t], scratch[0], edge_tiles[0])
+
+
+# ------------------------------------------------------------------------------ backward
+
+@njit(**JIT_OPTIONS)
+def _backward_panel(tile, MR, q, t, has_next, lengths, dz_next, W_h_T_packed, gates_t, c_prev,
+                    c_t, dh_t, dh_n, dc_n, dc, dz_t, scratch, edge_tile):
+    """One step ``t`` of BPTT for the ``NR`` hidden units of panel ``q`` of ``W_h^T``.
+
+    dz_next (B, 4H): dLoss/d(pre-activations) of step t+1, read only if ``has_next``;
+    W_h_T_packed (Q, 4H, NR): plain panels of W_h^T; gates_t (B, 4H) activated gates
+    (i, f, g, o); c_prev, c_t, dh_t (B, H); dh_n, dc_n (B, H): gradients of the final state,
+    injected at step ``lengths[b] - 1``; dc (B, H): in dLoss/dc_t (from step t+1), out
+    dLoss/dc_{t-1}; dz_t (B, 4H) out. Rows with ``t >= lengths[b]`` are padding: their
+    dz_t and dc are zero. scratch (>= B, NR): receives ``dz_next @ W_h^T`` for the panel.
+    """
+    B, H = c_t.shape
+    NR = W_h_T_packed.shape[2]
+    j0 = q * NR
+    n = min(NR, H - j0)
+    if has_next:
+        panel_product(tile, MR, dz_next, 0, 4 * H, 1, B, 4 * H, W_h_T_packed, q, KC, scratch,
+                      0, NR, NR, edge_tile, False)
+    for row in range(B):
+        dz_r = dz_t[row]
+        dz_i, dz_f, dz_g, dz_o = (dz_r[j0:j0 + n], dz_r[H + j0:H + j0 + n],
+                                  dz_r[2 * H + j0:2 * H + j0 + n], dz_r[3 * H + j0:3 * H + j0 + n])
+        d_c = dc[row, j0:j0 + n]
+        length = lengths[row]
+        if t >= length:
+            for u in range(n):
+                dz_i[u] = 0
+                dz_f[u] = 0
+                dz_g[u] = 0
+                dz_o[u] = 0
+                d_c[u] = 0
+            continue
+        if t == length - 1:  # the final state's gradients enter at the row's last step
+            dh_rec = dh_n[row, j0:j0 + n]
+            dc_in = dc_n[row, j0:j0 + n]
+        else:
+            dh_rec = scratch[row, 0:n]
+            dc_in = d_c
+        g_r = gates_t[row]
+        g_i, g_f, g_g, g_o = (g_r[j0:j0 + n], g_r[H + j0:H + j0 + n],
+                              g_r[2 * H + j0:2 * H + j0 + n], g_r[3 * H + j0:3 * H + j0 + n])
+        c_p, c_c, dh_o = c_prev[row, j0:j0 + n], c_t[row, j0:j0 + n], dh_t[row, j0:j0 + n]
+        for u in range(n):
+            d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward(
+                g_i[u], g_f[u], g_g[u], g_o[u], c_p[u], c_c[u], dh_o[u] + dh_rec[u], dc_in[u])
+            dz_i[u] = d_i
+            dz_f[u] = d_f
+            dz_g[u] = d_g
+            dz_o[u] = d_o
+            d_c[u] = d_c_prev
+
+
+@njit(**PARALLEL_JIT_OPTIONS)
+def backward_loop_parallel(tile, MR, lengths, W_h_T_packed, c0, c_all, gates_all, dh_all, dh_n,
+                           dc_n, dc, dz_all, scratch, edge_tiles):
+    """The reversed time loop of BPTT, one parallel region per step (module docstring).
+    dz_all (T, B, 4H) out; dc (B, H) out: dLoss/dc0 (rows of length 0: zero).
+    scratch (workers, B, NR), edge_tiles (workers, MR, NR): per-worker work buffers."""
+    T = dz_all.shape[0]
+    for t in range(T - 1, -1, -1):
+        c_prev = c_all[t - 1] if t > 0 else c0
+        dz_next = dz_all[t + 1] if t + 1 < T else dz_all[t]  # not read at the last step
+        for q in prange(W_h_T_packed.shape[0]):
+            w = get_thread_id()
+            _backward_panel(tile, MR, q, t, t + 1 < T, lengths, dz_next, W_h_T_packed,
+                            gates_all[t], c_prev, c_all[t], dh_all[t], dh_n, dc_n, dc, dz_all[t],
+                            scratch[w], edge_tiles[w])
+
+
+@njit(**JIT_OPTIONS)
+def backward_loop_serial(tile, MR, lengths, W_h_T_packed, c0, c_all, gates_all, dh_all, dh_n,
+                         dc_n, dc, dz_all, scratch, edge_tiles):
+    """``backward_loop_parallel`` on the calling thread."""
+    T = dz_all.shape[0]
+    for t in range(T - 1, -1, -1):
+        c_prev = c_all[t - 1] if t > 0 else c0
+        dz_next = dz_all[t + 1] if t + 1 < T else dz_all[t]
+        for q in range(W_h_T_packed.shape[0]):
+            _backward_panel(tile, MR, q, t, t + 1 < T, lengths, dz_next, W_h_T_packed,
+                            gates_all[t], c_prev, c_all[t], dh_all[t], dh_n, dc_n, dc, dz_all[t],
+                            scratch[0], edge_tiles[0])
+
+
+@njit(**JIT_OPTIONS)
+def finish_backward(lengths, dh_n, dc_n, dz_2d, dW_x_T, dW_h_T, dh0, dc0, dW_x, dW_h, db):
+    """After the GEMMs: transpose the weight gradients into place, sum ``db``, and give
+    rows of length 0 (no step at all) the final state's gradients as dh0/dc0.
+
+    dz_2d (T*B, 4H); dW_x_T (4H, X), dW_h_T (4H, H) -> dW_x (X, 4H), dW_h (H, 4H); db (4H,).
+    """
+    _transpose_into(dW_x_T, dW_x)
+    _transpose_into(dW_h_T, dW_h)
+    G = db.shape[0]
+    for k in range(G):
+        db[k] = 0
+    for row in range(dz_2d.shape[0]):
+        dz_row = dz_2d[row]
+        for k in range(G):
+            db[k] += dz_row[k]
+    for row in range(lengths.shape[0]):
+        if lengths[row] <= 0:
+            for j in range(dh0.shape[1]):
+                dh0[row, j] = dh_n[row, j]
+                dc0[row, j] = dc_n[row, j]
+
+
+@njit(**JIT_OPTIONS)
+def _transpose_into(src, dst):
+    """``dst[:] = src.T`` (2-D), in 32 x 32 blocks so reads and writes stay in cache lines."""
+    I, J = src.shape
+    for i0 in range(0, I, 32):
+        for j0 in range(0, J, 32):
+            for j in range(j0, min(j0 + 32, J)):
+                row = dst[j]
+                for i in range(i0, min(i0 + 32, I)):
+                    row[i] = src[i, j]
+
+
+# ------------------------------------------------------------- orchestration (Python level)
+
+def _panels(n: int, width: int) -> int:
+    return -(-n // width)
+
+
+def _gemm(plan, a, a_rs, a_ks, M, K, packed, c, edge_tiles) -> None:
+    """``c = A @ B`` for B packed in ``packed``, on the plan's driver (see ``gemm_parallel``)."""
+    if plan.parallel:
+        panels = packed.shape[0]
+        row_chunks = max(1, -(-2 * plan.workers // panels))  # >= 2 jobs per worker
+        gemm_parallel(plan.tile_id, plan.MR, a, a_rs, a_ks, M, K, packed, c, row_chunks,
+                      edge_tiles)
+    else:
+        gemm_serial(plan.tile_id, plan.MR, a, a_rs, a_ks, M, K, packed, c, 1, edge_tiles)
+
+
+def sequence_forward(plan, x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all) -> None:
+    """``cpu.lstm_sequence_forward`` on the packed GEMM; arguments and outputs as there.
+    All arrays C-contiguous, one dtype; ``plan`` from ``gemm_plan.plan``."""
+    T, B, X = x.shape
+    H = h0.shape[1]
+    dtype = x.dtype
+    W_h_packed = np.empty((_panels(H, plan.U), H, plan.NR), dtype)
+    pack_gate_panels(W_h, plan.U, W_h_packed)
+    W_x_packed = np.empty((_panels(4 * H, plan.NR), X, plan.NR), dtype)
+    pack_panels(W_x, False, 0, W_x_packed)
+    edge_tiles = np.empty((plan.workers, plan.MR, plan.NR), dtype)
+    _gemm(plan, x.reshape(T * B, X), X, 1, T * B, X, W_x_packed, gates_all.reshape(T * B, 4 * H),
+          edge_tiles)
+    scratch = np.empty((plan.workers, B, plan.NR), dtype)
+    loop = forward_loop_parallel if plan.parallel else forward_loop_serial
+    loop(plan.tile_id, plan.MR, h0, c0, W_h_packed, b, h_all, c_all, gates_all, scratch,
+         edge_tiles)
+
+
+def sequence_backward(plan, x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n,
+                      lengths, dx, dh0, dc0, dW_x, dW_h, db) -> None:
+    """``cpu.lstm_sequence_backward`` on the packed GEMM; arguments and outputs as there
+    (``lengths`` (B,) int64: rows with ``t >= lengths[b]`` are padding). C-contiguous."""
+    T, B, X = x.shape
+    H = h0.shape[1]
+    G = 4 * H
+    dtype = x.dtype
+    NR = plan.NR
+    W_h_T_packed = np.empty((_panels(H, NR), G, NR), dtype)
+    pack_panels(W_h, True, 0, W_h_T_packed)
+    edge_tiles = np.empty((plan.workers, plan.MR, NR), dtype)
+    scratch = np.empty((plan.workers, B, NR), dtype)
+    dz_all = np.empty((T, B, G), dtype)
+    loop = backward_loop_parallel if plan.parallel else backward_loop_serial
+    loop(plan.tile_id, plan.MR, lengths, W_h_T_packed, c0, c_all, gates_all, dh_all, dh_n, dc_n,
+         dc0, dz_all, scratch, edge_tiles)
+    dz_2d = dz_all.reshape(T * B, G)
+    _gemm(plan, dz_all[0], G, 1, B, G, W_h_T_packed, dh0, edge_tiles)
+    W_x_T_packed = np.empty((_panels(X, NR), G, NR), dtype)
+    pack_panels(W_x, True, 0, W_x_T_packed)
+    _gemm(plan, dz_2d, G, 1, T * B, G, W_x_T_packed, dx.reshape(T * B, X), edge_tiles)
+    # Weight gradients transposed, dW^T = dz^T @ [x | h_prev]: the packed operand is then
+    # x or h (T*B x X or H), not dz (T*B x 4H), and A = dz^T is a free strided view.
+    x_packed = np.empty((_panels(X, NR), T * B, NR), dtype)
+    pack_panels(x.reshape(T * B, X), False, 0, x_packed)
+    dW_x_T = np.empty((G, X), dtype)
+    _gemm(plan, dz_2d, 1, G, G, T * B, x_packed, dW_x_T, edge_tiles)
+    h_prev_packed = np.empty((_panels(H, NR), T * B, NR), dtype)
+    pack_panels(h0, False, 0, h_prev_packed)
+    if T > 1:
+        pack_panels(h_all[:T - 1].reshape((T - 1) * B, H), False, B, h_prev_packed)
+    dW_h_T = np.empty((G, H), dtype)
+    _gemm(plan, dz_2d, 1, G, G, T * B, h_prev_packed, dW_h_T, edge_tiles)
+    finish_backward(lengths, dh_n, dc_n, dz_2d, dW_x_T, dW_h_T, dh0, dc0, dW_x, dW_h, db)
