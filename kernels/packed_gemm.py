@@ -48,14 +48,16 @@ def _data_pointer(context, builder, array_type, value):
 
 
 @intrinsic(prefer_literal=True)
-def _tile_fma(typingctx, a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off, ldc,
+def _tile_fma(typingctx, a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off, ldc, gs,
               accumulate, mr, vector_bytes):
     """``C[r, 0:NR] (+)= sum_k A[r, k] * Bpanel[k, 0:NR]`` for ``r < rows <= MR``.
 
     ``A[r, k]`` is ``a.data[a_off + r*a_rs + k*a_ks]`` (any strides: a transposed operand
-    costs nothing); ``Bpanel[k, c]`` is ``bp.data[b_off + k*NR + c]``; ``C[r, c]`` is
-    ``c.data[c_off + r*ldc + c]`` with all ``NR`` columns written (callers route edge panels
-    through a scratch tile). Rows ``r >= rows`` read row ``rows - 1`` (valid memory) and are
+    costs nothing); ``Bpanel[k, c]`` is ``bp.data[b_off + k*NR + c]``; ``C[r, v*U + u]`` is
+    ``c.data[c_off + r*ldc + v*gs + u]`` for the tile's four vectors ``v``: ``gs = U`` for a
+    plain row of NR columns, ``gs = H`` (padded) to scatter a gate panel's four gates back
+    into gate blocks. All NR columns are written (callers route edge panels through a
+    scratch tile). Rows ``r >= rows`` read row ``rows - 1`` (valid memory) and are
     not stored. ``accumulate`` (bool/int at run time) adds the existing ``C``.
     ``mr`` and ``vector_bytes`` are compile-time literals: the tile shape.
     Arrays must share one float dtype; no bounds checks (the callers own the shapes).
@@ -70,23 +72,21 @@ def _tile_fma(typingctx, a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off,
     MR = mr.literal_value
     U = vector_bytes.literal_value // (4 if dtype == types.float32 else 8)
     NR = 4 * U
-    signature = types.void(a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off, ldc,
+    signature = types.void(a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off, ldc, gs,
                            accumulate, mr, vector_bytes)
 
     def codegen(context, builder, sig, args):
         (a_v, a_off_v, a_rs_v, a_ks_v, rows_v, bp_v, b_off_v, k_len_v, c_v, c_off_v, ldc_v,
-         acc_v, _, _) = args
+         gs_v, acc_v, _, _) = args
         i64 = ir.IntType(64)
 
         def as_i64(value, value_type):
             return context.cast(builder, value, value_type, types.int64)
 
-        a_off_v, a_rs_v, a_ks_v, rows_v, b_off_v, k_len_v, c_off_v, ldc_v = (
-            as_i64(v, t) for v, t in zip(
-                (a_off_v, a_rs_v, a_ks_v, rows_v, b_off_v, k_len_v, c_off_v, ldc_v),
-                (sig.args[1], sig.args[2], sig.args[3], sig.args[4], sig.args[6], sig.args[7],
-                 sig.args[9], sig.args[10])))
-        accumulate_v = context.cast(builder, acc_v, sig.args[11], types.boolean)
+        integer_args = (1, 2, 3, 4, 6, 7, 9, 10, 11)
+        a_off_v, a_rs_v, a_ks_v, rows_v, b_off_v, k_len_v, c_off_v, ldc_v, gs_v = (
+            as_i64(args[i], sig.args[i]) for i in integer_args)
+        accumulate_v = context.cast(builder, acc_v, sig.args[12], types.boolean)
         element = context.get_value_type(dtype)
         vector = ir.VectorType(element, U)
         vector_ptr = vector.as_pointer()
@@ -133,9 +133,9 @@ def _tile_fma(typingctx, a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off,
             with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, r), rows_v)):
                 row_start = builder.add(c_off_v, builder.mul(ir.Constant(i64, r), ldc_v))
                 for v in range(4):
+                    column = builder.mul(ir.Constant(i64, v), gs_v)
                     target = builder.bitcast(
-                        builder.gep(c_ptr, [builder.add(row_start, ir.Constant(i64, v * U))]),
-                        vector_ptr)
+                        builder.gep(c_ptr, [builder.add(row_start, column)]), vector_ptr)
                     value = builder.load(accumulators[r][v])
                     with builder.if_then(accumulate_v):
                         builder.store(builder.fadd(value, builder.load(target, align=align)),
@@ -147,17 +147,21 @@ def _tile_fma(typingctx, a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off,
 
 
 @njit(**JIT_OPTIONS)
-def tile_product(tile, a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off, ldc, accumulate):
+def tile_product(tile, a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off, ldc, gs,
+                 accumulate):
     """Run the micro-kernel of tile id ``tile`` (see ``TILES``; arguments as ``_tile_fma``).
 
     The branches give each tile shape its compile-time literals; only one runs.
     """
     if tile == 0:
-        _tile_fma(a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off, ldc, accumulate, 4, 64)
+        _tile_fma(a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off, ldc, gs, accumulate,
+                  4, 64)
     elif tile == 1:
-        _tile_fma(a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off, ldc, accumulate, 3, 32)
+        _tile_fma(a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off, ldc, gs, accumulate,
+                  3, 32)
     else:
-        _tile_fma(a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off, ldc, accumulate, 4, 16)
+        _tile_fma(a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off, ldc, gs, accumulate,
+                  4, 16)
 
 
 # ---------------------------------------------------------------------------------- packing
@@ -210,37 +214,43 @@ def pack_panels(W, transpose, row_start, out):
 # ------------------------------------------------------------------------------ GEMM drivers
 
 @njit(**JIT_OPTIONS)
-def panel_product(tile, MR, a, a_off, a_rs, a_ks, M, K, bp, p, kc, c, c_off, ldc, cols,
-                  edge_tile, accumulate):
-    """``C[0:M, 0:cols] (+)= A[0:M, 0:K] @ panel p of bp`` (cols <= NR), K-blocked by ``kc``.
+def panel_product(tile, MR, a, a_off, a_rs, a_ks, M, K, bp, p, kc, c, c_off, ldc, gs, cols,
+                  gated, edge_tile, accumulate):
+    """``C (+)= A[0:M, 0:K] @ panel p of bp``, K-blocked by ``kc``.
 
     A as in ``_tile_fma`` (element offset, row and k strides); bp (P, K, NR) packed panels;
-    C at element offset ``c_off``, row stride ``ldc``. When ``cols < NR`` (the last panel of
-    a matrix) the tile is computed over the whole K into ``edge_tile`` (MR, NR) and the valid
-    columns are copied: the micro-kernel always writes NR columns.
+    C at element offset ``c_off``, row stride ``ldc``, the tile's vector ``v`` at column
+    offset ``v*gs`` (``_tile_fma``). Valid columns: the first ``cols`` of the panel for a
+    plain panel; the first ``cols`` units of every gate vector if ``gated``. A panel with
+    invalid columns (the last one of a matrix) is computed over the whole K into
+    ``edge_tile`` (MR, NR) and its valid columns added/copied to C: the micro-kernel always
+    writes whole vectors, which would run past the end of a row or a gate block.
     K-blocking: for each ``kc`` slice of the panel (kept in cache), every row block of A
-    is run against it, accumulating into C after the first slice.
+    runs against it, accumulating into C after the first slice.
     """
     NR = bp.shape[2]
+    U = NR // 4
     b_base = p * bp.shape[1] * NR
-    if cols == NR:
+    if cols == (U if gated else NR):
         for k0 in range(0, K, kc):
             k_len = min(kc, K - k0)
             add = accumulate or k0 > 0
             for i0 in range(0, M, MR):
                 rows = min(MR, M - i0)
                 tile_product(tile, a, a_off + i0 * a_rs + k0 * a_ks, a_rs, a_ks, rows,
-                             bp, b_base + k0 * NR, k_len, c, c_off + i0 * ldc, ldc, add)
+                             bp, b_base + k0 * NR, k_len, c, c_off + i0 * ldc, ldc, gs, add)
     else:
         flat_c = c.reshape(c.size)
         for i0 in range(0, M, MR):
             rows = min(MR, M - i0)
             tile_product(tile, a, a_off + i0 * a_rs, a_rs, a_ks, rows, bp, b_base, K,
-                         edge_tile, 0, NR, False)
+                         edge_tile, 0, NR, U, False)
             for r in range(rows):
-                row_off = c_off + (i0 + r) * ldc
-                for col in range(cols):
-                    if accumulate:
-                        flat_c[row_off + col] += edge_tile[r, col]
-                    else:
-                        flat_c[row_off + col] = edge_tile[r, col]
+                for v in range(4):
+                    n = cols if gated else min(U, max(0, cols - v * U))
+                    out = c_off + (i0 + r) * ldc + v * gs
+                    for u in range(n):
+                        if accumulate:
+                            flat_c[out + u] += edge_tile[r, v * U + u]
+                        else:
+                            flat_c[out + u] = edge_tile[r, v * U + u]

@@ -42,14 +42,15 @@ KC = 256
 @njit(**JIT_OPTIONS)
 def _gemm_job(job, row_chunks, tile, MR, a, a_rs, a_ks, M, K, bp, c, N, edge_tile):
     """Job ``job`` of ``gemm_*``: one panel of ``bp`` times one chunk of A's rows."""
-    P, NR = bp.shape[0], bp.shape[2]
+    NR = bp.shape[2]
     p = job // row_chunks
     chunk = -(-(-(-M // row_chunks)) // MR) * MR
     i0 = (job % row_chunks) * chunk
     if i0 < M:
         ldc = c.shape[1]
         panel_product(tile, MR, a, i0 * a_rs, a_rs, a_ks, min(chunk, M - i0), K, bp, p, KC,
-                      c, i0 * ldc + p * NR, ldc, min(NR, N - p * NR), edge_tile, False)
+                      c, i0 * ldc + p * NR, ldc, NR // 4, min(NR, N - p * NR), False, edge_tile,
+                      False)
 
 
 @njit(**PARALLEL_JIT_OPTIONS)
@@ -71,37 +72,54 @@ def gemm_serial(tile, MR, a, a_rs, a_ks, M, K, bp, c, row_chunks, edge_tiles):
         _gemm_job(job, row_chunks, tile, MR, a, a_rs, a_ks, M, K, bp, c, N, edge_tiles[0])
 
 
+@njit(**JIT_OPTIONS)
+def _task_panels(task, tasks, panels):
+    """Panels ``[first, end)`` of task ``task`` of ``tasks``: contiguous, sizes differ by <= 1."""
+    return task * panels // tasks, (task + 1) * panels // tasks
+
+
 # ------------------------------------------------------------------------------- forward
 
 @njit(**JIT_OPTIONS)
-def _forward_panel(tile, MR, p, h_prev, W_h_packed, b, c_prev, z, c_out, h_out, scratch,
-                   edge_tile):
-    """One step, the ``U`` hidden units of gate panel ``p``, all batch rows.
+def _forward_task(tile, MR, task, tasks, h_prev, W_h_packed, b, c_prev, z, c_out, h_out,
+                  edge_tile):
+    """One step for the hidden units of a contiguous run of gate panels, all batch rows.
 
     h_prev (B, H); W_h_packed (P, H, 4U) gate panels; b (4H,); c_prev, c_out, h_out (B, H);
     z (B, 4H): in: the input projection of this step (no bias), out: activated gates
-    (i, f, g, o); scratch (>= B, 4U): receives ``h_prev @ W_h`` for the panel's columns.
+    (i, f, g, o). The micro-kernel adds ``h_prev @ W_h`` into ``z`` in place, scattering
+    each tile's four gate vectors into z's gate blocks; the gate loop then runs over the
+    task's units contiguously (long loops vectorize; a loop over one panel's 16 units did
+    not) and reads as few arrays as the BLAS path's (more would exceed LLVM's runtime
+    alias checks and leave the loop scalar).
     """
     B, H = h_prev.shape
-    NR = W_h_packed.shape[2]
+    P, _, NR = W_h_packed.shape
     U = NR // 4
-    panel_product(tile, MR, h_prev, 0, H, 1, B, H, W_h_packed, p, KC, scratch, 0, NR, NR,
-                  edge_tile, False)
-    j0 = p * U
-    n = min(U, H - j0)
+    first, end = _task_panels(task, tasks, P)
+    for p in range(first, end):
+        panel_product(tile, MR, h_prev, 0, H, 1, B, H, W_h_packed, p, KC, z, p * U, 4 * H, H,
+                      min(U, H - p * U), True, edge_tile, True)
+    _gates_forward_units(z, b, c_prev, c_out, h_out, first * U, min(H, end * U))
+
+
+@njit(**JIT_OPTIONS)
+def _gates_forward_units(z, b, c_prev, c_out, h_out, j0, j1):
+    """The gate update of hidden units ``[j0, j1)``, all rows: ``z`` (B, 4H) holds the
+    pre-activations without bias and receives the activated gates (i, f, g, o); c_prev,
+    c_out, h_out (B, H). A function of its own: inlined into the GEMM task, LLVM left
+    this loop scalar (measured 8x slower)."""
+    H = c_prev.shape[1]
     # 1-D slices, not 2-D indexing: keeps the unit loop vectorizable (see cpu.py).
-    b_i, b_f, b_g, b_o = (b[j0:j0 + n], b[H + j0:H + j0 + n], b[2 * H + j0:2 * H + j0 + n],
-                          b[3 * H + j0:3 * H + j0 + n])
-    for row in range(B):
-        s, zr = scratch[row], z[row]
-        s_i, s_f, s_g, s_o = s[0:n], s[U:U + n], s[2 * U:2 * U + n], s[3 * U:3 * U + n]
-        z_i, z_f, z_g, z_o = (zr[j0:j0 + n], zr[H + j0:H + j0 + n],
-                              zr[2 * H + j0:2 * H + j0 + n], zr[3 * H + j0:3 * H + j0 + n])
-        c_p, c_o, h_o = c_prev[row, j0:j0 + n], c_out[row, j0:j0 + n], h_out[row, j0:j0 + n]
-        for u in range(n):
-            i, f, g, o, c, h = gates.lstm_unit_forward(
-                z_i[u] + s_i[u] + b_i[u], z_f[u] + s_f[u] + b_f[u], z_g[u] + s_g[u] + b_g[u],
-                z_o[u] + s_o[u] + b_o[u], c_p[u])
+    b_i, b_f, b_g, b_o = b[j0:j1], b[H + j0:H + j1], b[2 * H + j0:2 * H + j1], b[3 * H + j0:3 * H + j1]
+    for row in range(c_prev.shape[0]):
+        zr = z[row]
+        z_i, z_f, z_g, z_o = (zr[j0:j1], zr[H + j0:H + j1], zr[2 * H + j0:2 * H + j1],
+                              zr[3 * H + j0:3 * H + j1])
+        c_p, c_o, h_o = c_prev[row, j0:j1], c_out[row, j0:j1], h_out[row, j0:j1]
+        for u in range(j1 - j0):
+            i, f, g, o, c, h = gates.lstm_unit_forward(z_i[u] + b_i[u], z_f[u] + b_f[u],
+                                                       z_g[u] + b_g[u], z_o[u] + b_o[u], c_p[u])
             z_i[u] = i
             z_f[u] = f
             z_g[u] = g
@@ -111,61 +129,70 @@ def _forward_panel(tile, MR, p, h_prev, W_h_packed, b, c_prev, z, c_out, h_out, 
 
 
 @njit(**PARALLEL_JIT_OPTIONS)
-def forward_loop_parallel(tile, MR, h0, c0, W_h_packed, b, h_all, c_all, gates_all, scratch,
+def forward_loop_parallel(tile, MR, tasks, h0, c0, W_h_packed, b, h_all, c_all, gates_all,
                           edge_tiles):
-    """The time loop of the forward pass, one parallel region per step (see the module
-    docstring). gates_all (T, B, 4H) holds the input projection on entry; scratch
-    (workers, B, 4U) and edge_tiles (workers, MR, 4U) are per-worker work buffers."""
+    """The time loop of the forward pass, one parallel region of ``tasks`` tasks per step
+    (module docstring). gates_all (T, B, 4H) holds the input projection on entry;
+    edge_tiles (workers, MR, 4U) are per-worker work buffers."""
     for t in range(h_all.shape[0]):
         h_prev = h_all[t - 1] if t > 0 else h0
         c_prev = c_all[t - 1] if t > 0 else c0
-        for p in prange(W_h_packed.shape[0]):
-            w = get_thread_id()
-            _forward_panel(tile, MR, p, h_prev, W_h_packed, b, c_prev, gates_all[t], c_all[t],
-                           h_all[t], scratch[w], edge_tiles[w])
+        for task in prange(tasks):
+            _forward_task(tile, MR, task, tasks, h_prev, W_h_packed, b, c_prev, gates_all[t],
+                          c_all[t], h_all[t], edge_tiles[get_thread_id()])
 
 
 @njit(**JIT_OPTIONS)
-def forward_loop_serial(tile, MR, h0, c0, W_h_packed, b, h_all, c_all, gates_all, scratch,
+def forward_loop_serial(tile, MR, tasks, h0, c0, W_h_packed, b, h_all, c_all, gates_all,
                         edge_tiles):
     """``forward_loop_parallel`` on the calling thread."""
     for t in range(h_all.shape[0]):
         h_prev = h_all[t - 1] if t > 0 else h0
         c_prev = c_all[t - 1] if t > 0 else c0
-        for p in range(W_h_packed.shape[0]):
-            _forward_panel(tile, MR, p, h_prev, W_h_packed, b, c_prev, gates_all[t], c_all[t],
-                           h_all[t], scratch[0], edge_tiles[0])
+        for task in range(tasks):
+            _forward_task(tile, MR, task, tasks, h_prev, W_h_packed, b, c_prev, gates_all[t],
+                          c_all[t], h_all[t], edge_tiles[0])
 
 
 # ------------------------------------------------------------------------------ backward
 
 @njit(**JIT_OPTIONS)
-def _backward_panel(tile, MR, q, t, has_next, lengths, dz_next, W_h_T_packed, gates_t, c_prev,
-                    c_t, dh_t, dh_n, dc_n, dc, dz_t, scratch, edge_tile):
-    """One step ``t`` of BPTT for the ``NR`` hidden units of panel ``q`` of ``W_h^T``.
+def _backward_task(tile, MR, task, tasks, t, has_next, lengths, dz_next, W_h_T_packed, gates_t,
+                   c_prev, c_t, dh_t, dh_n, dc_n, dc, dz_t, dh_rec_all, edge_tile):
+    """One step ``t`` of BPTT for the hidden units of a contiguous run of panels of W_h^T.
 
     dz_next (B, 4H): dLoss/d(pre-activations) of step t+1, read only if ``has_next``;
     W_h_T_packed (Q, 4H, NR): plain panels of W_h^T; gates_t (B, 4H) activated gates
     (i, f, g, o); c_prev, c_t, dh_t (B, H); dh_n, dc_n (B, H): gradients of the final state,
     injected at step ``lengths[b] - 1``; dc (B, H): in dLoss/dc_t (from step t+1), out
     dLoss/dc_{t-1}; dz_t (B, 4H) out. Rows with ``t >= lengths[b]`` are padding: their
-    dz_t and dc are zero. scratch (>= B, NR): receives ``dz_next @ W_h^T`` for the panel.
+    dz_t and dc are zero. dh_rec_all (B, Q*NR): receives ``dz_next @ W_h^T``.
     """
     B, H = c_t.shape
-    NR = W_h_T_packed.shape[2]
-    j0 = q * NR
-    n = min(NR, H - j0)
+    Q, _, NR = W_h_T_packed.shape
+    first, end = _task_panels(task, tasks, Q)
     if has_next:
-        panel_product(tile, MR, dz_next, 0, 4 * H, 1, B, 4 * H, W_h_T_packed, q, KC, scratch,
-                      0, NR, NR, edge_tile, False)
-    for row in range(B):
+        for q in range(first, end):
+            panel_product(tile, MR, dz_next, 0, 4 * H, 1, B, 4 * H, W_h_T_packed, q, KC,
+                          dh_rec_all, q * NR, Q * NR, NR // 4, NR, False, edge_tile, False)
+    _gates_backward_units(t, lengths, gates_t, c_prev, c_t, dh_t, dh_n, dc_n, dc, dz_t,
+                          dh_rec_all, first * NR, min(H, end * NR))
+
+
+@njit(**JIT_OPTIONS)
+def _gates_backward_units(t, lengths, gates_t, c_prev, c_t, dh_t, dh_n, dc_n, dc, dz_t, dh_rec_all,
+                          j0, j1):
+    """The gate backward of hidden units ``[j0, j1)`` at step ``t``, all rows (arguments as
+    ``_backward_task``). A function of its own so that LLVM vectorizes the unit loop."""
+    H = c_t.shape[1]
+    for row in range(c_t.shape[0]):
         dz_r = dz_t[row]
-        dz_i, dz_f, dz_g, dz_o = (dz_r[j0:j0 + n], dz_r[H + j0:H + j0 + n],
-                                  dz_r[2 * H + j0:2 * H + j0 + n], dz_r[3 * H + j0:3 * H + j0 + n])
-        d_c = dc[row, j0:j0 + n]
+        dz_i, dz_f, dz_g, dz_o = (dz_r[j0:j1], dz_r[H + j0:H + j1], dz_r[2 * H + j0:2 * H + j1],
+                                  dz_r[3 * H + j0:3 * H + j1])
+        d_c = dc[row, j0:j1]
         length = lengths[row]
         if t >= length:
-            for u in range(n):
+            for u in range(j1 - j0):
                 dz_i[u] = 0
                 dz_f[u] = 0
                 dz_g[u] = 0
@@ -173,16 +200,16 @@ def _backward_panel(tile, MR, q, t, has_next, lengths, dz_next, W_h_T_packed, ga
                 d_c[u] = 0
             continue
         if t == length - 1:  # the final state's gradients enter at the row's last step
-            dh_rec = dh_n[row, j0:j0 + n]
-            dc_in = dc_n[row, j0:j0 + n]
+            dh_rec = dh_n[row, j0:j1]
+            dc_in = dc_n[row, j0:j1]
         else:
-            dh_rec = scratch[row, 0:n]
+            dh_rec = dh_rec_all[row, j0:j1]
             dc_in = d_c
         g_r = gates_t[row]
-        g_i, g_f, g_g, g_o = (g_r[j0:j0 + n], g_r[H + j0:H + j0 + n],
-                              g_r[2 * H + j0:2 * H + j0 + n], g_r[3 * H + j0:3 * H + j0 + n])
-        c_p, c_c, dh_o = c_prev[row, j0:j0 + n], c_t[row, j0:j0 + n], dh_t[row, j0:j0 + n]
-        for u in range(n):
+        g_i, g_f, g_g, g_o = (g_r[j0:j1], g_r[H + j0:H + j1], g_r[2 * H + j0:2 * H + j1],
+                              g_r[3 * H + j0:3 * H + j1])
+        c_p, c_c, dh_o = c_prev[row, j0:j1], c_t[row, j0:j1], dh_t[row, j0:j1]
+        for u in range(j1 - j0):
             d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward(
                 g_i[u], g_f[u], g_g[u], g_o[u], c_p[u], c_c[u], dh_o[u] + dh_rec[u], dc_in[u])
             dz_i[u] = d_i
@@ -193,34 +220,33 @@ def _backward_panel(tile, MR, q, t, has_next, lengths, dz_next, W_h_T_packed, ga
 
 
 @njit(**PARALLEL_JIT_OPTIONS)
-def backward_loop_parallel(tile, MR, lengths, W_h_T_packed, c0, c_all, gates_all, dh_all, dh_n,
-                           dc_n, dc, dz_all, scratch, edge_tiles):
-    """The reversed time loop of BPTT, one parallel region per step (module docstring).
-    dz_all (T, B, 4H) out; dc (B, H) out: dLoss/dc0 (rows of length 0: zero).
-    scratch (workers, B, NR), edge_tiles (workers, MR, NR): per-worker work buffers."""
+def backward_loop_parallel(tile, MR, tasks, lengths, W_h_T_packed, c0, c_all, gates_all, dh_all,
+                           dh_n, dc_n, dc, dz_all, dh_rec, edge_tiles):
+    """The reversed time loop of BPTT, one parallel region of ``tasks`` tasks per step
+    (module docstring). dz_all (T, B, 4H) out; dc (B, H) out: dLoss/dc0 (rows of length 0:
+    zero). dh_rec (B, Q*NR) and edge_tiles (workers, MR, NR) are work buffers."""
     T = dz_all.shape[0]
     for t in range(T - 1, -1, -1):
         c_prev = c_all[t - 1] if t > 0 else c0
         dz_next = dz_all[t + 1] if t + 1 < T else dz_all[t]  # not read at the last step
-        for q in prange(W_h_T_packed.shape[0]):
-            w = get_thread_id()
-            _backward_panel(tile, MR, q, t, t + 1 < T, lengths, dz_next, W_h_T_packed,
-                            gates_all[t], c_prev, c_all[t], dh_all[t], dh_n, dc_n, dc, dz_all[t],
-                            scratch[w], edge_tiles[w])
+        for task in prange(tasks):
+            _backward_task(tile, MR, task, tasks, t, t + 1 < T, lengths, dz_next, W_h_T_packed,
+                           gates_all[t], c_prev, c_all[t], dh_all[t], dh_n, dc_n, dc, dz_all[t],
+                           dh_rec, edge_tiles[get_thread_id()])
 
 
 @njit(**JIT_OPTIONS)
-def backward_loop_serial(tile, MR, lengths, W_h_T_packed, c0, c_all, gates_all, dh_all, dh_n,
-                         dc_n, dc, dz_all, scratch, edge_tiles):
+def backward_loop_serial(tile, MR, tasks, lengths, W_h_T_packed, c0, c_all, gates_all, dh_all,
+                         dh_n, dc_n, dc, dz_all, dh_rec, edge_tiles):
     """``backward_loop_parallel`` on the calling thread."""
     T = dz_all.shape[0]
     for t in range(T - 1, -1, -1):
         c_prev = c_all[t - 1] if t > 0 else c0
         dz_next = dz_all[t + 1] if t + 1 < T else dz_all[t]
-        for q in range(W_h_T_packed.shape[0]):
-            _backward_panel(tile, MR, q, t, t + 1 < T, lengths, dz_next, W_h_T_packed,
-                            gates_all[t], c_prev, c_all[t], dh_all[t], dh_n, dc_n, dc, dz_all[t],
-                            scratch[0], edge_tiles[0])
+        for task in range(tasks):
+            _backward_task(tile, MR, task, tasks, t, t + 1 < T, lengths, dz_next, W_h_T_packed,
+                           gates_all[t], c_prev, c_all[t], dh_all[t], dh_n, dc_n, dc, dz_all[t],
+                           dh_rec, edge_tiles[0])
 
 
 @njit(**JIT_OPTIONS)
@@ -264,6 +290,11 @@ def _panels(n: int, width: int) -> int:
     return -(-n // width)
 
 
+def _tasks(plan, panels: int) -> int:
+    """Tasks per step: one per worker (equal runs of panels), at most one per panel."""
+    return max(1, min(plan.workers, panels))
+
+
 def _gemm(plan, a, a_rs, a_ks, M, K, packed, c, edge_tiles) -> None:
     """``c = A @ B`` for B packed in ``packed``, on the plan's driver (see ``gemm_parallel``)."""
     if plan.parallel:
@@ -288,10 +319,9 @@ def sequence_forward(plan, x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all) -> N
     edge_tiles = np.empty((plan.workers, plan.MR, plan.NR), dtype)
     _gemm(plan, x.reshape(T * B, X), X, 1, T * B, X, W_x_packed, gates_all.reshape(T * B, 4 * H),
           edge_tiles)
-    scratch = np.empty((plan.workers, B, plan.NR), dtype)
     loop = forward_loop_parallel if plan.parallel else forward_loop_serial
-    loop(plan.tile_id, plan.MR, h0, c0, W_h_packed, b, h_all, c_all, gates_all, scratch,
-         edge_tiles)
+    loop(plan.tile_id, plan.MR, _tasks(plan, W_h_packed.shape[0]), h0, c0, W_h_packed, b, h_all,
+         c_all, gates_all, edge_tiles)
 
 
 def sequence_backward(plan, x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n,
@@ -306,11 +336,11 @@ def sequence_backward(plan, x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all
     W_h_T_packed = np.empty((_panels(H, NR), G, NR), dtype)
     pack_panels(W_h, True, 0, W_h_T_packed)
     edge_tiles = np.empty((plan.workers, plan.MR, NR), dtype)
-    scratch = np.empty((plan.workers, B, NR), dtype)
+    dh_rec = np.empty((B, W_h_T_packed.shape[0] * NR), dtype)
     dz_all = np.empty((T, B, G), dtype)
     loop = backward_loop_parallel if plan.parallel else backward_loop_serial
-    loop(plan.tile_id, plan.MR, lengths, W_h_T_packed, c0, c_all, gates_all, dh_all, dh_n, dc_n,
-         dc0, dz_all, scratch, edge_tiles)
+    loop(plan.tile_id, plan.MR, _tasks(plan, W_h_T_packed.shape[0]), lengths, W_h_T_packed, c0,
+         c_all, gates_all, dh_all, dh_n, dc_n, dc0, dz_all, dh_rec, edge_tiles)
     dz_2d = dz_all.reshape(T * B, G)
     _gemm(plan, dz_all[0], G, 1, B, G, W_h_T_packed, dh0, edge_tiles)
     W_x_T_packed = np.empty((_panels(X, NR), G, NR), dtype)
