@@ -199,19 +199,23 @@ def _gates_backward_units(t, lengths, gates_t, c_prev, c_t, dh_t, dh_n, dc_n, dc
                 dz_o[u] = 0
                 d_c[u] = 0
             continue
-        if t == length - 1:  # the final state's gradients enter at the row's last step
-            dh_rec = dh_n[row, j0:j1]
-            dc_in = dc_n[row, j0:j1]
-        else:
-            dh_rec = dh_rec_all[row, j0:j1]
-            dc_in = d_c
+        dh_rec = dh_rec_all[row, j0:j1]
+        if t == length - 1:
+            # The final state's gradients enter at the row's last step. Copied into the
+            # buffers the loop below always reads: a loop reading one of two arrays (chosen
+            # at run time) fails LLVM's overlap check against its in-place output and
+            # runs scalar.
+            dh_final, dc_final = dh_n[row, j0:j1], dc_n[row, j0:j1]
+            for u in range(j1 - j0):
+                dh_rec[u] = dh_final[u]
+                d_c[u] = dc_final[u]
         g_r = gates_t[row]
         g_i, g_f, g_g, g_o = (g_r[j0:j1], g_r[H + j0:H + j1], g_r[2 * H + j0:2 * H + j1],
                               g_r[3 * H + j0:3 * H + j1])
         c_p, c_c, dh_o = c_prev[row, j0:j1], c_t[row, j0:j1], dh_t[row, j0:j1]
         for u in range(j1 - j0):
             d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward(
-                g_i[u], g_f[u], g_g[u], g_o[u], c_p[u], c_c[u], dh_o[u] + dh_rec[u], dc_in[u])
+                g_i[u], g_f[u], g_g[u], g_o[u], c_p[u], c_c[u], dh_o[u] + dh_rec[u], d_c[u])
             dz_i[u] = d_i
             dz_f[u] = d_f
             dz_g[u] = d_g

@@ -82,6 +82,13 @@ def numba_threading() -> dict:
             "threads": numba.config.NUMBA_NUM_THREADS}
 
 
+def cpu_gemm() -> str:
+    """What the CPU kernels multiply with: the packed micro-kernel's tile and threading, or
+    BLAS (``NBLSTM_CPU_GEMM``); says when numba's threading layer forces the serial path."""
+    from .kernels import gemm_plan
+    return gemm_plan.describe()
+
+
 def versions() -> dict:
     import numba
     from . import __version__

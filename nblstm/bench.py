@@ -227,9 +227,11 @@ def environment() -> dict:
     import numba
     info = {"versions": _environment.versions(), "cpu": _environment.cpu_description(),
             "numba_threading": _environment.numba_threading(),
+            "cpu_gemm": _environment.cpu_gemm(),
             "blas": _environment.blas_pools(),
             "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                                    "OMP_NUM_THREADS", "NUMBA_NUM_THREADS")}}
+                                                    "OMP_NUM_THREADS", "NUMBA_NUM_THREADS",
+                                                    "NBLSTM_CPU_GEMM")}}
     try:
         import torch
         info["torch_threads"] = torch.get_num_threads()
@@ -322,6 +324,8 @@ def format_table(document: dict) -> str:
     lines.append(f"machine: {cpu['model']}, {cpu['logical_cpus']} logical CPUs, "
                  f"{' '.join(cpu['simd'])}; numba threads {env['numba_threads']}, "
                  f"torch threads {env.get('torch_threads', '-')}")
+    if "cpu_gemm" in env:
+        lines.append(f"CPU GEMM: {env['cpu_gemm']}")
     lines.append(f"BLAS: {blas}")
     set_vars = {k: v for k, v in env["env"].items() if v and k.startswith("OPENBLAS")}
     if set_vars:

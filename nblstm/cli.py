@@ -37,6 +37,7 @@ def info() -> int:
     rows.append(("numba threading layer",
                  f"configured {threading['configured']!r}, available: "
                  f"{', '.join(threading['available'])} ({threading['threads']} threads)"))
+    rows.append(("CPU GEMM", env.cpu_gemm()))
     rows += [("BLAS", env.describe_blas_pool(pool)) for pool in env.blas_pools()]
     rows += [(f"backend {name}", status) for name, status in available_backends().items()]
     width = max(len(name) for name, _ in rows)

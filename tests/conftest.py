@@ -3,7 +3,11 @@
 The parity suite is written once against two fixtures:
 - ``backend``: where the arrays live. ``put`` moves a host (NumPy) array there, ``get``
   brings a result back to NumPy. ``cpu`` (NumPy arrays), ``cuda`` (numba device arrays: on
-  the GPU, or in the CUDA simulator) and, on a real GPU with CuPy, ``cupy``.
+  the GPU, or in the CUDA simulator) and, on a real GPU with CuPy, ``cupy``. The CPU runs
+  once per CPU GEMM variant (``CPU_GEMM_VARIANTS``, set through ``NBLSTM_CPU_GEMM``): the
+  default choice, plain BLAS, and every micro-kernel tile on both drivers between them, so
+  every variant is checked on any machine (a tile wider than the CPU's vectors is slower,
+  never different). Tests without arrays on a backend take ``cpu_gemm`` for the same.
 - ``dtype``: float32 / float64 with the project's tolerances.
 
 Without a CUDA driver the CUDA simulator is switched on here, before numba is imported
@@ -80,12 +84,28 @@ def _backend_skip_reason(name: str) -> str | None:
     return None
 
 
-@pytest.fixture(params=["cpu", "cuda", "cupy"])
-def backend(request) -> BackendCase:
-    reason = _backend_skip_reason(request.param)
+#: NBLSTM_CPU_GEMM values the CPU parity tests run under (see kernels/gemm_plan.py): the
+#: default, plain BLAS, and each tile, on the parallel and the serial driver between them.
+CPU_GEMM_VARIANTS = ("auto", "blas", "avx512-parallel", "avx2-serial", "sse-parallel",
+                     "avx512-serial")
+
+
+@pytest.fixture(params=CPU_GEMM_VARIANTS)
+def cpu_gemm(request, monkeypatch) -> str:
+    """Runs the test under each CPU GEMM variant (sets ``NBLSTM_CPU_GEMM``)."""
+    monkeypatch.setenv("NBLSTM_CPU_GEMM", request.param)
+    return request.param
+
+
+@pytest.fixture(params=[f"cpu-{v}" for v in CPU_GEMM_VARIANTS] + ["cuda", "cupy"])
+def backend(request, monkeypatch) -> BackendCase:
+    name, _, gemm_variant = request.param.partition("-")
+    reason = _backend_skip_reason(name)
     if reason:
         pytest.skip(reason)
-    return BACKENDS[request.param]
+    if gemm_variant:
+        monkeypatch.setenv("NBLSTM_CPU_GEMM", gemm_variant)
+    return BACKENDS[name]
 
 
 def pytest_report_header(config):
@@ -96,7 +116,9 @@ def pytest_report_header(config):
         from nblstm.kernels.cuda_target import device_description
         cuda_mode = device_description()
     cupy_mode = "yes" if (reason is None and not SIMULATED and cupy_usable()) else "no"
-    return f"nblstm backends: cpu; cuda: {cuda_mode}; cupy arrays: {cupy_mode}"
+    from nblstm.kernels import gemm_plan
+    return (f"nblstm backends: cpu ({gemm_plan.describe()}); cuda: {cuda_mode}; "
+            f"cupy arrays: {cupy_mode}")
 
 
 @dataclass(frozen=True)

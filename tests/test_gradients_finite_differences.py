@@ -29,7 +29,7 @@ def numerical_gradient(loss, array):
 
 
 @pytest.mark.parametrize("shape,T_prime", [((3, 2, 4, 3), 4), ((2, 3, 5, 2), 3), ((1, 1, 1, 1), 1)])
-def test_lstm_backward_matches_finite_differences(shape, T_prime):
+def test_lstm_backward_matches_finite_differences(cpu_gemm, shape, T_prime):
     n_x, m, T, n_a = shape
     prob = sequence_problem(n_x, m, T, n_a, 2, seed=T * 3 + n_a)
     x, a0, params = prob["x"], prob["a0"], prob["parameters"]
@@ -53,7 +53,7 @@ def test_lstm_backward_matches_finite_differences(shape, T_prime):
 
 
 @pytest.mark.parametrize("shape", [(3, 2, 4), (1, 1, 1)])
-def test_lstm_cell_backward_matches_finite_differences(shape):
+def test_lstm_cell_backward_matches_finite_differences(cpu_gemm, shape):
     n_x, m, n_a = shape
     prob = cell_problem(n_x, m, n_a, 3, seed=n_x + n_a)
     xt, a_prev, c_prev, params = prob["xt"], prob["a_prev"], prob["c_prev"], prob["parameters"]

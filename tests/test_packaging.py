@@ -60,17 +60,26 @@ def test_cpu_path_works_without_cuda_and_never_loads_it():
 def test_second_process_loads_the_kernels_from_numbas_cache(tmp_path):
     """numba's on-disk cache works for nblstm's kernels: a second process compiles nothing
     (cache hits, no misses), and NBLSTM_NUMBA_CACHE=0 turns the cache off."""
-    code = ("from nblstm.kernels import cpu; " + SMALL_CPU_RUN +
-            "f = [cpu.lstm_sequence_forward, cpu.lstm_sequence_backward, cpu.linear_softmax]; "
+    code = ("from numba.core.registry import CPUDispatcher; "
+            "from nblstm.kernels import cpu, packed_gemm, packed_lstm; " + SMALL_CPU_RUN +
+            "f = [d for m in (cpu, packed_gemm, packed_lstm) for d in vars(m).values() "
+            "     if isinstance(d, CPUDispatcher) and d.signatures]; "
             "print(sum(sum(d.stats.cache_hits.values()) for d in f), "
-            "sum(sum(d.stats.cache_misses.values()) for d in f))")
+            "sum(sum(d.stats.cache_misses.values()) for d in f), len(f))")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     env["NUMBA_CACHE_DIR"] = str(tmp_path)
     run = lambda extra: subprocess.run([sys.executable, "-c", code], capture_output=True,
                                        text=True, timeout=300, env={**env, **extra})
-    first, second = run({}), run({})
-    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
-    assert first.stdout.split() == ["0", "3"]   # compiled and stored
-    assert second.stdout.split() == ["3", "0"]  # loaded, nothing compiled
-    off = run({"NBLSTM_NUMBA_CACHE": "0"})
-    assert off.stdout.split() == ["0", "3"]
+    for variant in ("blas", "avx2-parallel"):  # each path has kernels of its own
+        settings = {"NBLSTM_CPU_GEMM": variant, "NUMBA_CACHE_DIR": str(tmp_path / variant)}
+        first, second = run(settings), run(settings)
+        assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+        hits, misses, kernels = map(int, first.stdout.split())
+        assert kernels >= 3 and hits == 0 and misses >= kernels  # compiled and stored
+        # Loaded: the kernels called from Python hit the cache (the ones they call are part
+        # of their cached code and never compiled); nothing is compiled.
+        hits, misses, kernels = map(int, second.stdout.split())
+        assert kernels >= 3 and hits == kernels and misses == 0, (variant, second.stdout)
+    off = run({"NBLSTM_NUMBA_CACHE": "0", "NBLSTM_CPU_GEMM": "avx2-parallel"})
+    hits, misses, kernels = map(int, off.stdout.split())
+    assert hits == 0 and misses >= kernels >= 3

@@ -41,7 +41,7 @@ def torch_grads_as_seed(weight_ih_grad, weight_hh_grad, bias_grad, n_a):
 
 @pytest.mark.parametrize("shape", [(3, 10, 7, 5, 2), (1, 1, 1, 1, 1), (8, 6, 12, 16, 4)])
 @pytest.mark.parametrize("T_prime_fraction", [1.0, 0.5])
-def test_lstm_forward_and_backward_match_torch(dtype, shape, T_prime_fraction):
+def test_lstm_forward_and_backward_match_torch(cpu_gemm, dtype, shape, T_prime_fraction):
     n_x, m, T, n_a, n_y = shape
     T_prime = max(1, int(T * T_prime_fraction))
     prob = sequence_problem(n_x, m, T, n_a, n_y, seed=T + n_a, dtype=np.float64)
@@ -72,7 +72,7 @@ def test_lstm_forward_and_backward_match_torch(dtype, shape, T_prime_fraction):
 
 
 @pytest.mark.parametrize("shape", [(3, 10, 5, 2), (2, 1, 1, 3)])
-def test_lstm_cell_forward_and_backward_match_torch(dtype, shape):
+def test_lstm_cell_forward_and_backward_match_torch(cpu_gemm, dtype, shape):
     n_x, m, n_a, n_y = shape
     prob = cell_problem(n_x, m, n_a, n_y, seed=n_x * m, dtype=np.float64)
     params = prob["parameters"]
