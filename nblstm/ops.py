@@ -141,6 +141,15 @@ def zero_padding(backend: Backend, array, lengths) -> None:
     backend.kernels.copy_time_steps(array, lengths, False, array)
 
 
+def contiguous_copy(backend: Backend, array) -> Any:
+    """A new C-contiguous copy of ``array`` (any strides), never a view."""
+    if backend.array_kind == "numba":
+        return backend.xp.copy(array)  # DeviceArrayModule.copy: C order
+    out = backend.xp.empty(array.shape, dtype=array.dtype)
+    out[...] = array
+    return out
+
+
 def add(backend: Backend, a, b) -> Any:
     """New C-contiguous ``a + b`` (arrays of one shape), on any backend's arrays."""
     xp = backend.xp
