@@ -39,6 +39,34 @@ def array_kind(value: Any) -> str | None:
     return None
 
 
+def array_dtype(value: Any) -> np.dtype:
+    """The NumPy dtype of an accepted array. GPU arrays are read through their
+    ``__cuda_array_interface__`` when they have one: a bare interface object has no
+    ``.dtype``, and a torch CUDA tensor's ``.dtype`` is not a NumPy dtype."""
+    interface = getattr(value, "__cuda_array_interface__", None)
+    if interface is not None and not isinstance(value, np.ndarray):
+        return np.dtype(interface["typestr"])
+    return np.dtype(value.dtype)
+
+
+def with_array_attributes(value: Any) -> Any:
+    """``value``, or for an object that exposes ``__cuda_array_interface__`` without
+    ``shape``/``dtype`` attributes, a zero-copy numba device array view of it (so the
+    shape checks can read it). Anything else is returned as it is."""
+    if (array_kind(value) == "numba" and hasattr(value, "__cuda_array_interface__")
+            and not (hasattr(value, "shape") and hasattr(value, "dtype"))):
+        return _numba_cuda().as_cuda_array(value)
+    return value
+
+
+def dict_with_array_attributes(mapping: Any) -> Any:
+    """``with_array_attributes`` over a dict's values; the same dict when nothing changes."""
+    if not isinstance(mapping, dict):
+        return mapping
+    items = {key: with_array_attributes(value) for key, value in mapping.items()}
+    return mapping if all(items[key] is mapping[key] for key in mapping) else items
+
+
 @functools.cache
 def cuda_unavailable_reason() -> str | None:
     """None when the CUDA backend can run here (a GPU, or the CUDA simulator); else why not."""
@@ -118,22 +146,27 @@ def convert(array: Any, kind: str) -> Any:
         device = array if hasattr(array, "copy_to_host") else _numba_cuda().as_cuda_array(array)
         return DeviceArrayModule.ascontiguousarray(device).copy_to_host()
     if kind == "cupy":
+        interface = getattr(array, "__cuda_array_interface__", None)
+        if interface is not None and interface["data"][0] == 0:
+            # an empty device array has a null pointer, which CuPy refuses to wrap
+            return _cupy().empty(interface["shape"], dtype=np.dtype(interface["typestr"]))
         return _cupy().asarray(array)  # zero-copy from numba arrays, a transfer from NumPy
     if source == "numpy":
         return _numba_cuda().to_device(np.ascontiguousarray(array))  # needs one memory block
     return _numba_cuda().as_cuda_array(array)  # zero-copy view
 
 
-def transposed(array: Any) -> Any:
-    """A zero-copy view with the axes reversed (``array.T``) for every array kind.
+def transposed(array: Any, axes: tuple | None = None) -> Any:
+    """A zero-copy view with the axes permuted (reversed by default: ``array.T``) for every
+    array kind.
 
     numba's ``DeviceNDArray.T`` is not a view on a real GPU: it compiles and launches a
     transpose kernel on every call, so numba device arrays get a strided view instead.
     """
     if array_kind(array) == "numba":
         from nblstm.kernels.cuda_arrays import DeviceArrayModule
-        return DeviceArrayModule.transpose(array)
-    return array.T
+        return DeviceArrayModule.transpose(array, axes)
+    return array.T if axes is None else array.transpose(axes)
 
 
 def convert_results(result: Any, kind: str) -> Any:

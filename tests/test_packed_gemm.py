@@ -173,7 +173,7 @@ def test_sequence_forward_and_backward_match_numpy(cpu_gemm, dtype, shape):
                           for s in ((T, B, H), (B, H), (B, H)))
     grads = [np.empty_like(a) for a in (x, h0, c0, W_x, W_h, b)]
     cpu.lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n,
-                               *grads)
+                               np.full(B, T, np.int64), *grads)
     ref_grads = numpy_backward(x, h0, c0, W_x.astype(np.float64), W_h.astype(np.float64), h_all,
                                c_all, gates_all, dh_all, dh_n, dc_n, np.full(B, T))
     for got, ref, name in zip(grads, ref_grads, ("dx", "dh0", "dc0", "dW_x", "dW_h", "db")):
