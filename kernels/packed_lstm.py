@@ -39,7 +39,7 @@ KC = 256
 
 # ------------------------------------------------------------------------------ plain GEMM
 
-@njit(**JIT_OPTIONS)
+@njit(inline="always", **JIT_OPTIONS)
 def _gemm_job(job, row_chunks, tile, MR, a, a_rs, a_ks, M, K, bp, c, N, edge_tile):
     """Job ``job`` of ``gemm_*``: one panel of ``bp`` times one chunk of A's rows."""
     NR = bp.shape[2]
@@ -72,7 +72,7 @@ def gemm_serial(tile, MR, a, a_rs, a_ks, M, K, bp, c, row_chunks, edge_tiles):
         _gemm_job(job, row_chunks, tile, MR, a, a_rs, a_ks, M, K, bp, c, N, edge_tiles[0])
 
 
-@njit(**JIT_OPTIONS)
+@njit(inline="always", **JIT_OPTIONS)
 def _task_panels(task, tasks, panels):
     """Panels ``[first, end)`` of task ``task`` of ``tasks``: contiguous, sizes differ by <= 1."""
     return task * panels // tasks, (task + 1) * panels // tasks
