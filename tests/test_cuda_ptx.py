@@ -37,7 +37,7 @@ def test_every_cuda_kernel_compiles_to_ptx_and_float32_stays_float32():
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     compiled = {(tuple(r["cc"]), r["dtype"], r["kernel"]): r for r in lines}
     kernels = {kernel for _, _, kernel in compiled}
-    assert len(kernels) == 10
+    assert len(kernels) == 10 + 7  # + 7: nblstm.training's kernels
     assert {cc for cc, _, _ in compiled} == {(7, 5), (9, 0)}
     for (cc, dtype, kernel), record in compiled.items():
         assert record["ptx_chars"] > 500, (cc, dtype, kernel)
@@ -45,3 +45,4 @@ def test_every_cuda_kernel_compiles_to_ptx_and_float32_stays_float32():
             assert record["f64_instructions"] == 0, (cc, kernel, record["f64_examples"])
     # float64 kernels that do arithmetic really use double precision
     assert compiled[((7, 5), "float64", "_gates_forward_kernel")]["f64_instructions"] > 0
+    assert compiled[((7, 5), "float64", "_adam_kernel")]["f64_instructions"] > 0
