@@ -10,6 +10,11 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 unset NUMBA_ENABLE_CUDASIM
 PY=${PYTHON:-python3}
+# Wheels carried in .whl/ (e.g. numpy<2.5: numba-cuda 0.30.4 cannot compile with numpy 2.5)
+if ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
 steps=${*:-tests check bench}
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$OUT/device.txt"

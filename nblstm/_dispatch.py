@@ -39,6 +39,14 @@ def array_kind(value: Any) -> str | None:
     return None
 
 
+def array_dtype(value: Any) -> np.dtype:
+    """The dtype of an accepted array, also of a bare ``__cuda_array_interface__`` object
+    (which has no ``.dtype`` attribute, only the interface's ``typestr``)."""
+    if hasattr(value, "dtype"):
+        return np.dtype(value.dtype)
+    return np.dtype(value.__cuda_array_interface__["typestr"])
+
+
 @functools.cache
 def cuda_unavailable_reason() -> str | None:
     """None when the CUDA backend can run here (a GPU, or the CUDA simulator); else why not."""
@@ -118,6 +126,10 @@ def convert(array: Any, kind: str) -> Any:
         device = array if hasattr(array, "copy_to_host") else _numba_cuda().as_cuda_array(array)
         return DeviceArrayModule.ascontiguousarray(device).copy_to_host()
     if kind == "cupy":
+        interface = getattr(array, "__cuda_array_interface__", None)
+        if interface is not None and interface["data"][0] == 0:
+            # an empty device array has a null pointer, which CuPy refuses to wrap
+            return _cupy().empty(interface["shape"], dtype=np.dtype(interface["typestr"]))
         return _cupy().asarray(array)  # zero-copy from numba arrays, a transfer from NumPy
     if source == "numpy":
         return _numba_cuda().to_device(np.ascontiguousarray(array))  # needs one memory block

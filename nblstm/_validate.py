@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ._dispatch import array_dtype
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 #: The seed's parameter dict, in the order the course lists it.
@@ -24,7 +26,7 @@ def common_float_dtype(named_arrays: dict[str, Any]) -> np.dtype:
     """The one float dtype shared by all arrays; ``TypeError`` otherwise."""
     dtypes = {}
     for name, array in named_arrays.items():
-        dtype = np.dtype(array.dtype)
+        dtype = array_dtype(array)
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"{name} has dtype {dtype}; expected float32 or float64")
         dtypes[name] = dtype
