@@ -1,4 +1,5 @@
-"""The ``nblstm`` command: ``nblstm info``, ``nblstm check`` and ``nblstm bench``."""
+"""The ``nblstm`` command: ``nblstm info``, ``nblstm check``, ``nblstm bench`` and
+``nblstm demo digits|adding``."""
 import argparse
 import sys
 from typing import Callable
@@ -119,6 +120,34 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo(args: argparse.Namespace) -> int:
+    """Run one of the demos of ``nblstm.demos``; exit status 2 (and the pip command to run)
+    when the optional packages of the ``examples`` extra are missing."""
+    from . import demos
+    missing = demos.missing_packages(args.demo)
+    if missing:
+        print(f"nblstm demo {args.demo} needs {', '.join(missing)}, which "
+              f"{'is' if len(missing) == 1 else 'are'} not installed. Install the examples "
+              f"extra:\n    {demos.EXTRAS_HINT}", file=sys.stderr)
+        return 2
+    options = {"seed": args.seed, "plot_path": args.plot or f"{args.demo}_loss.png",
+               "progress": not args.no_progress}
+    for option, applies_to in (("epochs", "digits"), ("steps", "adding")):
+        value = getattr(args, option)
+        if value is None:
+            continue
+        if args.demo != applies_to:
+            print(f"--{option} applies to 'nblstm demo {applies_to}' only", file=sys.stderr)
+            return 2
+        if value < 1:
+            print(f"--{option} must be at least 1, got {value}", file=sys.stderr)
+            return 2
+        options[option] = value
+    result = demos.DEMOS[args.demo](**options)
+    print(result.summary())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nblstm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -138,9 +167,22 @@ def main(argv: list[str] | None = None) -> int:
                               help="skip the (slow) NumPy reference")
     bench_parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     bench_parser.add_argument("--plot", metavar="PATH", help="write a PNG chart of the ratios")
+    demo_parser = commands.add_parser(
+        "demo", help="train an LSTM on a real task: the digits or the adding problem")
+    demo_parser.add_argument("demo", choices=["digits", "adding"],
+                             help="digits: scikit-learn's 8x8 digits, 8 steps of 8 features; "
+                                  "adding: the adding problem, T=100")
+    demo_parser.add_argument("--seed", type=int, default=0, help="seed of data and weights")
+    demo_parser.add_argument("--plot", metavar="PATH",
+                             help="where to save the loss curve (default: ./<demo>_loss.png)")
+    demo_parser.add_argument("--epochs", type=int, help="digits: training epochs (default 25)")
+    demo_parser.add_argument("--steps", type=int, help="adding: optimizer steps (default 2000)")
+    demo_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.command == "bench":
         return bench(args)
+    if args.command == "demo":
+        return demo(args)
     return {"info": info, "check": check}[args.command]()
 
 
