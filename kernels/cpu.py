@@ -136,15 +136,19 @@ def lstm_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all):
 
 @njit(**_JIT_OPTIONS)
 def lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n,
-                           dx, dh0, dc0, dW_x, dW_h, db):
-    """Backpropagation through time over a whole sequence.
+                           lengths, dx, dh0, dc0, dW_x, dW_h, db):
+    """Backpropagation through time over a whole sequence (or a padded batch of sequences).
 
     Inputs as saved by ``lstm_sequence_forward`` (same shapes), plus
-    dh_all (T, B, H)   dLoss/dh_t from the outputs of every step
-    dh_n   (B, H)      dLoss/dh_{T-1} from the final hidden state (zeros if unused)
-    dc_n   (B, H)      dLoss/dc_{T-1} from the final cell state (zeros if unused)
+    dh_all  (T, B, H)  dLoss/dh_t from the outputs of every step
+    dh_n    (B, H)     dLoss/d(final hidden state) (zeros if unused)
+    dc_n    (B, H)     dLoss/d(final cell state) (zeros if unused)
+    lengths (B,)       int64, 1 <= lengths[b] <= T: row b's sequence ends at step
+                       ``lengths[b] - 1``, where its final state was taken; ``dh_n[b]`` and
+                       ``dc_n[b]`` enter there. Steps ``t >= lengths[b]`` are padding: their
+                       ``dh_all`` is ignored and they pass on no gradient (all T for a full batch).
     Outputs (overwritten):
-    dx     (T, B, X)   dLoss/dx
+    dx     (T, B, X)   dLoss/dx (zero at padding steps)
     dh0    (B, H)      dLoss/dh0
     dc0    (B, H)      dLoss/dc0
     dW_x   (X, 4H)     dLoss/dW_x
@@ -153,7 +157,8 @@ def lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
 
     Per step (reversed): the fused gate backward gives the pre-activation gradient
     ``dz_t`` and ``dc_{t-1}``; then ``dh_{t-1} = dz_t @ W_h^T`` (one GEMM). After the loop
-    the weight gradients and ``dx`` are three GEMMs over all steps at once.
+    the weight gradients and ``dx`` are three GEMMs over all steps at once. Padding steps
+    get ``dz = 0``, so they add nothing to the weight gradients.
     """
     T, B, X = x.shape
     H = h0.shape[1]
@@ -163,16 +168,29 @@ def lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
     dh = np.empty((B, H), dtype=x.dtype)
     dh_recurrent = dh0  # dh0 carries dLoss/dh_t through the loop and ends as dLoss/dh0
     dc = dc0            # likewise for the cell state
-    _copy_into(dh_n, dh_recurrent)
-    _copy_into(dc_n, dc)
     for t in range(T - 1, -1, -1):
-        dh_t = dh_all[t]
-        for row in range(B):
-            dh_row, dh_t_row, dh_rec_row = dh[row], dh_t[row], dh_recurrent[row]
-            for j in range(H):
-                dh_row[j] = dh_t_row[j] + dh_rec_row[j]
         c_prev = c_all[t - 1] if t > 0 else c0
-        lstm_gates_backward(gates_all[t], c_prev, c_all[t], dh, dc, dz_all[t])
+        for row in range(B):
+            length = lengths[row]
+            dz_row, dc_row = dz_all[t, row], dc[row]
+            if t >= length:  # padding: no gradient flows through this step
+                for k in range(G):
+                    dz_row[k] = 0
+                for j in range(H):
+                    dc_row[j] = 0
+                continue
+            dh_row, dh_t_row = dh[row], dh_all[t, row]
+            # the step where this row's final state was taken receives dh_n, dc_n; the
+            # others receive the recurrent gradient of step t + 1
+            dh_carry = dh_n[row] if t == length - 1 else dh_recurrent[row]
+            if t == length - 1:
+                dc_in = dc_n[row]
+                for j in range(H):
+                    dc_row[j] = dc_in[j]
+            for j in range(H):
+                dh_row[j] = dh_t_row[j] + dh_carry[j]
+            _gates_backward_row(gates_all[t, row], c_prev[row], c_all[t, row], dh_row, dc_row,
+                                dz_row)
         np.dot(dz_all[t], W_h_T, dh_recurrent)
 
     # Every GEMM below has the form np.dot(A or A.T, B, out): few distinct np.dot
@@ -199,14 +217,6 @@ def lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
 
 
 @njit(**_JIT_OPTIONS)
-def _copy_into(src, dst):
-    """``dst[:] = src`` for 2-D arrays, as a plain loop (cheaper to compile than slicing)."""
-    for i in range(src.shape[0]):
-        for j in range(src.shape[1]):
-            dst[i, j] = src[i, j]
-
-
-@njit(**_JIT_OPTIONS)
 def _transposed_copy(a):
     """A new C-contiguous ``a.T`` for a 2-D array."""
     out = np.empty((a.shape[1], a.shape[0]), dtype=a.dtype)
@@ -214,6 +224,57 @@ def _transposed_copy(a):
         for j in range(a.shape[1]):
             out[j, i] = a[i, j]
     return out
+
+
+@njit(**_JIT_OPTIONS)
+def copy_time_steps(src, lengths, reverse, out):
+    """Copy a padded batch along time, sequence by sequence; zeros past each end.
+
+    src, out (T, B, F)  time-major; ``out`` may be ``src`` itself when ``reverse`` is False
+                        (then this zeroes the padding in place)
+    lengths  (B,)       int64, 1 <= lengths[b] <= T
+    reverse  bool       False: ``out[t, b] = src[t, b]``; True: ``out[t, b] =
+                        src[lengths[b] - 1 - t, b]`` (each sequence reversed within its own
+                        length, which is how a bidirectional layer's backward direction reads
+                        a padded batch); in both cases ``out[t, b] = 0`` for ``t >= lengths[b]``
+    """
+    T, B, F = out.shape
+    for t in range(T):
+        for b in range(B):
+            length = lengths[b]
+            row = out[t, b]
+            if t < length:
+                source = src[length - 1 - t, b] if reverse else src[t, b]
+                for f in range(F):
+                    row[f] = source[f]
+            else:
+                for f in range(F):
+                    row[f] = 0
+
+
+@njit(**_JIT_OPTIONS)
+def gather_steps(src, lengths, offset, out):
+    """Each sequence's final state from a (chunk of a) padded batch's states.
+
+    src     (S, B, H)  states of steps ``offset .. offset + S - 1``
+    lengths (B,)       int64; row b's final state is at step ``lengths[b] - 1``
+    offset  int        the step ``src[0]`` holds
+    out     (B, H)     out: ``out[b] = src[lengths[b] - 1 - offset, b]`` for the rows whose
+                       final step lies in this chunk; the other rows are left as they are
+    """
+    for b in range(out.shape[0]):
+        s = lengths[b] - 1 - offset
+        if 0 <= s < src.shape[0]:
+            source, row = src[s, b], out[b]
+            for j in range(out.shape[1]):
+                row[j] = source[j]
+
+
+@njit(**_JIT_OPTIONS)
+def add_arrays(a, b, out):
+    """``out = a + b`` for 1-D arrays of one length; ``out`` may be ``a`` or ``b``."""
+    for k in range(out.shape[0]):
+        out[k] = a[k] + b[k]
 
 
 @njit(**_JIT_OPTIONS)

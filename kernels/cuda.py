@@ -59,17 +59,31 @@ def _gates_forward_kernel(z_all, z_h, c0, c_all, h_all, t):
 
 
 @cuda.jit
-def _gates_backward_kernel(gates_all, c0, c_all, dh_all, dh_recurrent, dc, dz_all, t):
+def _gates_backward_kernel(gates_all, c0, c_all, dh_all, dh_recurrent, dc, dh_n, dc_n, lengths,
+                           dz_all, t):
     """Step ``t`` of BPTT: ``dh = dh_all[t] + dh_recurrent``; writes ``dz_all[t]`` and
-    replaces ``dc`` (dLoss/dc_t) by dLoss/dc_{t-1}."""
+    replaces ``dc`` (dLoss/dc_t) by dLoss/dc_{t-1}. Row b's final state was taken at step
+    ``lengths[b] - 1``, which receives ``dh_n``, ``dc_n`` instead of the recurrent
+    gradient; later steps are padding (``dz = 0``, nothing passed on)."""
     j, row = cuda.grid(2)
     H = c0.shape[1]
     if row < c0.shape[0] and j < H:
+        length = lengths[row]
+        if t >= length:
+            for k in range(4):
+                dz_all[t, row, k * H + j] = 0
+            dc[row, j] = 0
+            return
+        if t == length - 1:
+            dh = dh_all[t, row, j] + dh_n[row, j]
+            dc_next = dc_n[row, j]
+        else:
+            dh = dh_all[t, row, j] + dh_recurrent[row, j]
+            dc_next = dc[row, j]
         c_prev = c0[row, j] if t == 0 else c_all[t - 1, row, j]
         d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward(
             gates_all[t, row, j], gates_all[t, row, H + j], gates_all[t, row, 2 * H + j],
-            gates_all[t, row, 3 * H + j], c_prev, c_all[t, row, j],
-            dh_all[t, row, j] + dh_recurrent[row, j], dc[row, j])
+            gates_all[t, row, 3 * H + j], c_prev, c_all[t, row, j], dh, dc_next)
         dz_all[t, row, j] = d_i
         dz_all[t, row, H + j] = d_f
         dz_all[t, row, 2 * H + j] = d_g
@@ -115,6 +129,39 @@ def _column_sums_kernel(a, out):
         for r in range(a.shape[0]):
             total += a[r, k]
         out[k] = total
+
+
+@cuda.jit
+def _copy_time_steps_kernel(src, lengths, reverse, out):
+    """``out[t, b] = src[t or lengths[b] - 1 - t, b]`` for ``t < lengths[b]``, else 0."""
+    f, tb = cuda.grid(2)
+    B = out.shape[1]
+    t = tb // B
+    b = tb - t * B
+    if t < out.shape[0] and f < out.shape[2]:
+        length = lengths[b]
+        if t < length:
+            out[t, b, f] = src[length - 1 - t if reverse else t, b, f]
+        else:
+            out[t, b, f] = 0
+
+
+@cuda.jit
+def _add_arrays_kernel(a, b, out):
+    """``out[k] = a[k] + b[k]``."""
+    k = cuda.grid(1)
+    if k < out.shape[0]:
+        out[k] = a[k] + b[k]
+
+
+@cuda.jit
+def _gather_steps_kernel(src, lengths, offset, out):
+    """``out[b] = src[lengths[b] - 1 - offset, b]`` where that step is inside ``src``."""
+    j, b = cuda.grid(2)
+    if b < out.shape[0] and j < out.shape[1]:
+        s = lengths[b] - 1 - offset
+        if 0 <= s < src.shape[0]:
+            out[b, j] = src[s, b, j]
 
 
 def _make_matmul_kernel(element_type):
@@ -213,6 +260,12 @@ class _Launch:
         _fill(out, 0, self.stream)
         return out
 
+    def fill(self, array, value):
+        if self.cupy is not None:
+            array.fill(value)
+        else:
+            _fill(array, value, self.stream)
+
     def copy(self, src, dst):
         if self.cupy is not None:
             dst[...] = src
@@ -255,10 +308,13 @@ def lstm_gates_backward(gates_in, c_prev, c, dh, dc, dz_out):
     B, G = gates_in.shape
     H = c_prev.shape[1]
     with _Launch(gates_in) as run:
-        no_recurrent_gradient = run.zeros((B, H), dh.dtype)  # dh is already the total
+        # a one-step sequence whose rows all end at step 0: dh and dc enter as dh_n, dc_n
+        no_gradient = run.zeros((1, B, H), dh.dtype)
+        one_step = run.empty((B,), np.int64)
+        run.fill(one_step, 1)
         args = [run.kernel_arg(a) for a in (gates_in.reshape(1, B, G), c_prev,
-                                             c.reshape(1, B, H), dh.reshape(1, B, H),
-                                             no_recurrent_gradient, dc, dz_out.reshape(1, B, G))]
+                                             c.reshape(1, B, H), no_gradient, dh, dc, dh, dc,
+                                             one_step, dz_out.reshape(1, B, G))]
         run.launch_2d(_gates_backward_kernel, H, B)(*args, 0)
 
 
@@ -285,7 +341,7 @@ def lstm_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all):
 
 
 def lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n,
-                           dx, dh0, dc0, dW_x, dW_h, db):
+                           lengths, dx, dh0, dc0, dW_x, dW_h, db):
     """Backpropagation through time; see ``kernels.cpu.lstm_sequence_backward``."""
     T, B, X = x.shape
     H = h0.shape[1]
@@ -294,14 +350,13 @@ def lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
         dz_all = run.empty((T, B, G), x.dtype)
         W_h_T = run.empty((G, H), x.dtype)
         run.copy(run.transpose(W_h), W_h_T)
-        dh_recurrent = run.empty((B, H), x.dtype)
-        run.copy(dh_n, dh_recurrent)
-        run.copy(dc_n, dc0)  # dc0 carries dLoss/dc_t through the loop
+        dh_recurrent = run.empty((B, H), x.dtype)  # written before it is read (step T-1
+        # takes dh_n for every row that is not padding)
         k_args = [run.kernel_arg(a) for a in (gates_all, c0, c_all, dh_all, dh_recurrent, dc0,
-                                              dz_all)]
+                                              dh_n, dc_n, lengths, dz_all)]
         gate_launch = run.launch_2d(_gates_backward_kernel, H, B)
         for t in range(T - 1, -1, -1):
-            gate_launch(*k_args, t)
+            gate_launch(*k_args, t)  # dc0 carries dLoss/dc_t through the loop
             run.gemm(dz_all[t], W_h_T, dh_recurrent)
         run.copy(dh_recurrent, dh0)
 
@@ -315,6 +370,29 @@ def lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
             run.gemm(run.transpose(h_all[:T - 1].reshape((T - 1) * B, H)),
                      dz_all[1:].reshape((T - 1) * B, G), dW_h, accumulate=True)
         run.launch_1d(_column_sums_kernel, G)(run.kernel_arg(dz_2d), run.kernel_arg(db))
+
+
+def copy_time_steps(src, lengths, reverse, out):
+    """Per-sequence time copy of a padded batch; see ``kernels.cpu.copy_time_steps``."""
+    T, B, F = out.shape
+    with _Launch(out) as run:
+        run.launch_2d(_copy_time_steps_kernel, F, T * B)(
+            run.kernel_arg(src), run.kernel_arg(lengths), bool(reverse), run.kernel_arg(out))
+
+
+def add_arrays(a, b, out):
+    """``out = a + b`` for 1-D arrays; see ``kernels.cpu.add_arrays``."""
+    with _Launch(out) as run:
+        run.launch_1d(_add_arrays_kernel, out.shape[0])(
+            run.kernel_arg(a), run.kernel_arg(b), run.kernel_arg(out))
+
+
+def gather_steps(src, lengths, offset, out):
+    """Final states of a padded batch; see ``kernels.cpu.gather_steps``."""
+    B, H = out.shape
+    with _Launch(out) as run:
+        run.launch_2d(_gather_steps_kernel, H, B)(
+            run.kernel_arg(src), run.kernel_arg(lengths), offset, run.kernel_arg(out))
 
 
 def linear_softmax(h, W_T, b, out):

@@ -88,12 +88,14 @@ class DeviceArrayModule:
     """The subset of NumPy's API that nblstm's orchestration uses, on numba device arrays."""
 
     @staticmethod
-    def transpose(array):
-        """Zero-copy view with the axes reversed (any number of dimensions)."""
+    def transpose(array, axes=None):
+        """Zero-copy view with the axes permuted (reversed by default), any dimensions."""
+        axes = tuple(range(array.ndim))[::-1] if axes is None else tuple(axes)
         if not hasattr(array, "gpu_data"):  # the simulator's arrays wrap a NumPy array
-            return array.transpose(tuple(range(array.ndim))[::-1]) if array.ndim > 1 else array
+            return array.transpose(axes) if array.ndim > 1 else array
         from numba.cuda.cudadrv.devicearray import DeviceNDArray
-        return DeviceNDArray(tuple(array.shape)[::-1], tuple(array.strides)[::-1], array.dtype,
+        return DeviceNDArray(tuple(array.shape[a] for a in axes),
+                             tuple(array.strides[a] for a in axes), array.dtype,
                              stream=array.stream, gpu_data=array.gpu_data)
 
     @staticmethod

@@ -136,16 +136,17 @@ def convert(array: Any, kind: str) -> Any:
     return _numba_cuda().as_cuda_array(array)  # zero-copy view
 
 
-def transposed(array: Any) -> Any:
-    """A zero-copy view with the axes reversed (``array.T``) for every array kind.
+def transposed(array: Any, axes: tuple | None = None) -> Any:
+    """A zero-copy view with the axes permuted (reversed by default: ``array.T``) for every
+    array kind.
 
     numba's ``DeviceNDArray.T`` is not a view on a real GPU: it compiles and launches a
     transpose kernel on every call, so numba device arrays get a strided view instead.
     """
     if array_kind(array) == "numba":
         from nblstm.kernels.cuda_arrays import DeviceArrayModule
-        return DeviceArrayModule.transpose(array)
-    return array.T
+        return DeviceArrayModule.transpose(array, axes)
+    return array.T if axes is None else array.transpose(axes)
 
 
 def convert_results(result: Any, kind: str) -> Any:

@@ -7,6 +7,8 @@ through ``backend.xp`` so the arrays live where the kernels run.
 """
 from typing import Any
 
+import numpy as np
+
 from ._dispatch import Backend, transposed
 
 #: The seed's letter for each gate of nblstm's (i, f, g, o) order: the candidate g is "c".
@@ -71,14 +73,17 @@ def sequence_forward(backend: Backend, x, h0, c0, W_x, W_h, b) -> tuple:
 INFERENCE_CHUNK_STEPS = 32
 
 
-def sequence_inference(backend: Backend, x, h0, c0, W_x, W_h, b,
+def sequence_inference(backend: Backend, x, h0, c0, W_x, W_h, b, lengths=None,
                        chunk_steps: int = INFERENCE_CHUNK_STEPS) -> tuple:
     """Inference over a sequence: ``(h_all, h_n, c_n)``, keeping nothing per step.
 
     x (T, B, X), h0 and c0 (B, H) -> h_all (T, B, H), final states h_n and c_n (B, H).
-    The sequence runs in chunks of ``chunk_steps`` steps through the training kernel, with
-    the cell states and gates of a chunk in buffers reused by the next one: working memory
-    beyond the input and output arrays is ``chunk_steps * B * 5H`` values, whatever T is.
+    ``lengths`` (B,) int64 on the backend, or None for full sequences: row b's final state
+    is then the one at step ``lengths[b] - 1`` (``h_all`` past that step is left as computed;
+    the caller zeroes it). The sequence runs in chunks of ``chunk_steps`` steps through the
+    training kernel, with the cell states and gates of a chunk in buffers reused by the next
+    one: working memory beyond the input and output arrays is ``chunk_steps * B * 5H`` values,
+    whatever T is.
     """
     xp = backend.xp
     T, B, _ = x.shape
@@ -87,6 +92,8 @@ def sequence_inference(backend: Backend, x, h0, c0, W_x, W_h, b,
     h_all = xp.empty((T, B, H), dtype=x.dtype)
     c_chunk = xp.empty((steps, B, H), dtype=x.dtype)
     gates_chunk = xp.empty((steps, B, 4 * H), dtype=x.dtype)
+    h_n = xp.empty((B, H), dtype=x.dtype) if lengths is not None else None
+    c_n = xp.empty((B, H), dtype=x.dtype) if lengths is not None else None
     h, c = h0, c0
     for start in range(0, T, steps):
         n = min(steps, T - start)
@@ -96,17 +103,74 @@ def sequence_inference(backend: Backend, x, h0, c0, W_x, W_h, b,
                                               h_all[start:start + n], c_chunk[:n],
                                               gates_chunk[:n])
         h, c = h_all[start + n - 1], c_chunk[n - 1]
-    return h_all, xp.copy(h), xp.copy(c)
+        if lengths is not None:  # the rows whose sequences end inside this chunk
+            backend.kernels.gather_steps(h_all[start:start + n], lengths, start, h_n)
+            backend.kernels.gather_steps(c_chunk[:n], lengths, start, c_n)
+    if lengths is None:
+        return h_all, xp.copy(h), xp.copy(c)
+    return h_all, h_n, c_n
+
+
+def full_lengths(backend: Backend, T: int, B: int) -> Any:
+    """int64 ``(B,)`` lengths on the backend, all ``T``: a batch without padding."""
+    return backend.adopt(np.full(B, T, dtype=np.int64))
+
+
+def final_states(backend: Backend, h_all, c_all, lengths) -> tuple:
+    """``(h_n, c_n)`` (B, H): each row's states at its step ``lengths[b] - 1``."""
+    xp = backend.xp
+    _, B, H = h_all.shape
+    h_n = xp.empty((B, H), dtype=h_all.dtype)
+    c_n = xp.empty((B, H), dtype=h_all.dtype)
+    backend.kernels.gather_steps(h_all, lengths, 0, h_n)
+    backend.kernels.gather_steps(c_all, lengths, 0, c_n)
+    return h_n, c_n
+
+
+def time_steps_copy(backend: Backend, source, lengths, reverse: bool) -> Any:
+    """New ``(T, B, F)`` array: each sequence of a padded batch copied (``reverse``: in
+    reversed order within its own length), zeros at the padding steps."""
+    source = backend.xp.ascontiguousarray(source)
+    out = backend.xp.empty(source.shape, dtype=source.dtype)
+    backend.kernels.copy_time_steps(source, lengths, bool(reverse), out)
+    return out
+
+
+def zero_padding(backend: Backend, array, lengths) -> None:
+    """Zero ``array (T, B, F)`` (C-contiguous) in place at the steps ``t >= lengths[b]``."""
+    backend.kernels.copy_time_steps(array, lengths, False, array)
+
+
+def contiguous_copy(backend: Backend, array) -> Any:
+    """A new C-contiguous copy of ``array`` (any strides), never a view."""
+    if backend.array_kind == "numba":
+        return backend.xp.copy(array)  # DeviceArrayModule.copy: C order
+    out = backend.xp.empty(array.shape, dtype=array.dtype)
+    out[...] = array
+    return out
+
+
+def add(backend: Backend, a, b) -> Any:
+    """New C-contiguous ``a + b`` (arrays of one shape), on any backend's arrays."""
+    xp = backend.xp
+    a, b = xp.ascontiguousarray(a), xp.ascontiguousarray(b)
+    out = xp.empty(a.shape, dtype=a.dtype)
+    backend.kernels.add_arrays(a.reshape(-1), b.reshape(-1), out.reshape(-1))
+    return out
 
 
 def sequence_backward(backend: Backend, x, h0, c0, W_x, W_h, h_all, c_all, gates_all,
-                      dh_all, dh_n, dc_n) -> tuple:
+                      dh_all, dh_n, dc_n, lengths=None) -> tuple:
     """Backpropagation through time: ``(dx, dh0, dc0, dW_x, dW_h, db)``.
 
     Takes what ``sequence_forward`` saved and the loss gradients ``dh_all (T, B, H)`` with
     respect to every hidden state and ``dh_n, dc_n (B, H)`` with respect to the final state.
+    ``lengths`` (B,) int64 on the backend, or None: the final states were taken at steps
+    ``lengths[b] - 1`` and later steps are padding (no gradient; see the kernel).
     """
     xp = backend.xp
+    if lengths is None:
+        lengths = full_lengths(backend, x.shape[0], x.shape[1])
     dx = xp.empty(x.shape, dtype=x.dtype)
     dh0 = xp.empty(h0.shape, dtype=x.dtype)
     dc0 = xp.empty(c0.shape, dtype=x.dtype)
@@ -114,7 +178,8 @@ def sequence_backward(backend: Backend, x, h0, c0, W_x, W_h, h_all, c_all, gates
     dW_h = xp.empty(W_h.shape, dtype=x.dtype)
     db = xp.empty((W_h.shape[1],), dtype=x.dtype)
     backend.kernels.lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all,
-                                           dh_all, dh_n, dc_n, dx, dh0, dc0, dW_x, dW_h, db)
+                                           dh_all, dh_n, dc_n, lengths, dx, dh0, dc0, dW_x,
+                                           dW_h, db)
     return dx, dh0, dc0, dW_x, dW_h, db
 
 

@@ -29,14 +29,21 @@ from nblstm.kernels import cuda as kernels  # noqa: E402
 from nblstm.kernels import cuda_arrays  # noqa: E402
 from nblstm.kernels import training_cuda  # noqa: E402
 
+#: Every module whose ``@cuda.jit`` kernels must all be compiled here.
+KERNEL_MODULES = (kernels, cuda_arrays, training_cuda)
+
 
 def signatures(ty):
     a1, a2, a3 = ty[::1], ty[:, ::1], ty[:, :, ::1]
     any2 = ty[:, :]
+    lengths = int64[::1]
     return {
         "_gates_forward_kernel": (kernels._gates_forward_kernel, (a3, a2, a2, a3, a3, int64)),
         "_gates_backward_kernel": (kernels._gates_backward_kernel,
-                                   (a3, a2, a3, a3, a2, a2, a3, int64)),
+                                   (a3, a2, a3, a3, a2, a2, a2, a2, lengths, a3, int64)),
+        "_copy_time_steps_kernel": (kernels._copy_time_steps_kernel, (a3, lengths, boolean, a3)),
+        "_add_arrays_kernel": (kernels._add_arrays_kernel, (a1, a1, a1)),
+        "_gather_steps_kernel": (kernels._gather_steps_kernel, (a3, lengths, int64, a2)),
         "_add_bias_kernel": (kernels._add_bias_kernel, (a2, a1)),
         "_softmax_rows_kernel": (kernels._softmax_rows_kernel, (a2, a1)),
         "_column_sums_kernel": (kernels._column_sums_kernel, (a2, a1)),
@@ -65,6 +72,15 @@ def training_signatures(ty):
     }
 
 
+def uncovered_kernels(table: dict) -> list[str]:
+    """Module-level CUDA kernels of nblstm that ``signatures`` does not list."""
+    from numba.cuda.dispatcher import CUDADispatcher
+    listed = {id(kernel) for kernel, _ in table.values()}
+    return [f"{module.__name__}.{name}" for module in KERNEL_MODULES
+            for name, value in vars(module).items()
+            if isinstance(value, CUDADispatcher) and id(value) not in listed]
+
+
 def main() -> int:
     try:
         from numba.cuda.cudadrv import nvvm
@@ -72,6 +88,10 @@ def main() -> int:
     except Exception as error:  # NVVM missing or unusable
         print(json.dumps({"nvvm_missing": str(error)}))
         return 3
+    missing = uncovered_kernels(signatures(float32))
+    if missing:
+        print(json.dumps({"uncovered_kernels": missing}))
+        return 4
     for cc in ((7, 5), (9, 0)):
         _OfflineDevice.compute_capability = cc
         for ty in (float32, float64):

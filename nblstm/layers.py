@@ -1,0 +1,578 @@
+"""``nblstm.LSTM``: a multi-layer, optionally bidirectional LSTM layer with PyTorch's conventions.
+
+Parameters, shapes, gate order and initialisation are those of ``torch.nn.LSTM``:
+
+- ``weight_ih_l{k}`` ``(4H, X_k)``, ``weight_hh_l{k}`` ``(4H, H)``, ``bias_ih_l{k}`` and
+  ``bias_hh_l{k}`` ``(4H,)``, with the suffix ``_reverse`` for the backward direction of a
+  bidirectional layer; ``X_0`` is ``input_size``, ``X_k = H * num_directions`` above.
+- The 4H axis holds the gate blocks (i, f, g, o): input, forget, candidate, output.
+- Initialisation: uniform in ``[-1/sqrt(H), 1/sqrt(H)]``.
+- Input ``x``: ``(T, B, X)`` time-major (``(B, T, X)`` with ``batch_first``), or ``(T, X)``
+  unbatched. Output ``(T, B, D*H)`` (``D`` = 2 when bidirectional: forward then backward
+  direction along the last axis). States ``h``, ``c``: ``(num_layers * D, B, H)``, index
+  ``layer * D + direction``, as torch stacks them (``(num_layers * D, H)`` unbatched).
+- ``lengths`` (B,): the valid length of each sequence of a padded batch, in any order. This
+  matches torch's packed sequences (``pack_padded_sequence(..., enforce_sorted=False)``):
+  outputs past a sequence's end are zero, its final states are those of its last valid step,
+  and the backward direction starts at that last valid step.
+
+Everything runs on the fused kernels of the model's backend (``nblstm.ops``): NumPy arrays on
+the CPU, CuPy or numba device arrays on the GPU (``lstm.to("cuda")``). The parameters are
+read on every call: in-place updates (an optimizer step) are seen by the next call.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import ops
+from ._dispatch import (Backend, array_dtype, array_kind, convert, convert_results,
+                        cuda_unavailable_reason, cupy_usable, transposed)
+from ._validate import FLOAT_DTYPES, describe_shape
+
+#: Marks an ``LSTM.save`` file; the version changes if the file layout ever does.
+FILE_FORMAT = "nblstm.LSTM"
+FILE_VERSION = 1
+
+_DEVICES = ("cpu", "cuda")
+
+
+@dataclass
+class _DirectionCache:
+    """What one direction of one layer saved for the backward pass (time-major, in the
+    direction's own time order)."""
+    x: Any
+    h0: Any
+    c0: Any
+    W_x: Any
+    W_h: Any
+    h_all: Any
+    c_all: Any
+    gates_all: Any
+
+
+@dataclass
+class LSTMCache:
+    """Everything ``LSTM.backward`` needs from a training forward (``forward(train=True)``).
+
+    Opaque to users; holds the weights as they were at forward time, so an optimizer step
+    between forward and backward does not change the gradients.
+    """
+    model_id: int
+    backend: Backend
+    result_kind: str
+    dtype: np.dtype
+    T: int
+    B: int
+    unbatched: bool
+    lengths: Any  # int64 (B,) on the backend, or None for full sequences
+    output_shape: tuple = ()  # of ``out``, in the caller's layout
+    directions: list = field(default_factory=list)  # [layer][direction] -> _DirectionCache
+
+
+class LSTM:
+    """Multi-layer LSTM with ``torch.nn.LSTM``'s parameters and conventions (module docstring).
+
+    >>> lstm = LSTM(8, 32, num_layers=2, batch_first=True, seed=0)
+    >>> out, (h_n, c_n) = lstm(np.zeros((4, 10, 8), np.float32))
+    >>> out.shape, h_n.shape
+    ((4, 10, 32), (2, 4, 32))
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, bidirectional: bool = False,
+                 dtype: Any = np.float32, seed: int | None = None) -> None:
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
+                            ("num_layers", num_layers)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        dtype = np.dtype(dtype)
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        self.input_size = int(input_size)
+        self.hidden_size = int(hidden_size)
+        self.num_layers = int(num_layers)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        self.dtype = dtype
+        self.device = "cpu"
+        self._parameters = self._initial_parameters(np.random.default_rng(seed))
+
+    # ------------------------------------------------------------------ configuration
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def config(self) -> dict:
+        """The constructor arguments (without ``seed``), as saved by ``save``."""
+        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
+                "num_layers": self.num_layers, "bias": self.bias,
+                "batch_first": self.batch_first, "bidirectional": self.bidirectional,
+                "dtype": self.dtype.name}
+
+    def parameter_shapes(self) -> dict[str, tuple]:
+        """``{name: shape}`` in torch's order (layer, direction, w_ih, w_hh, b_ih, b_hh)."""
+        H = self.hidden_size
+        shapes = {}
+        for layer in range(self.num_layers):
+            layer_input = self.input_size if layer == 0 else H * self.num_directions
+            for suffix in self._suffixes(layer):
+                shapes["weight_ih" + suffix] = (4 * H, layer_input)
+                shapes["weight_hh" + suffix] = (4 * H, H)
+                if self.bias:
+                    shapes["bias_ih" + suffix] = (4 * H,)
+                    shapes["bias_hh" + suffix] = (4 * H,)
+        return shapes
+
+    def _suffixes(self, layer: int) -> list[str]:
+        return [f"_l{layer}", f"_l{layer}_reverse"][:self.num_directions]
+
+    def _initial_parameters(self, rng: np.random.Generator) -> dict:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        return {name: rng.uniform(-bound, bound, size=shape).astype(self.dtype)
+                for name, shape in self.parameter_shapes().items()}
+
+    def parameters(self) -> dict[str, Any]:
+        """The live parameter arrays, ``{name: array}`` in torch's names and order.
+
+        Updating an array in place (or assigning a new array of the same shape, dtype and
+        device to a key) changes the model: every call reads the parameters afresh.
+        """
+        return self._parameters
+
+    def __repr__(self) -> str:
+        extras = "".join(f", {key}={value}" for key, value, default in (
+            ("num_layers", self.num_layers, 1), ("bias", self.bias, True),
+            ("batch_first", self.batch_first, False),
+            ("bidirectional", self.bidirectional, False)) if value != default)
+        return (f"LSTM({self.input_size}, {self.hidden_size}{extras}, dtype={self.dtype.name}, "
+                f"device={self.device!r})")
+
+    # ------------------------------------------------------------------ devices
+
+    def to(self, device: str) -> "LSTM":
+        """Move the parameters to ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy when it works, else
+        numba device arrays); returns ``self``. The parameter dict is updated in place, so
+        move the model before creating an optimizer over its parameters."""
+        if device not in _DEVICES:
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if device == "cuda":
+            reason = cuda_unavailable_reason()
+            if reason is not None:
+                raise RuntimeError(f"cannot move the LSTM to 'cuda': {reason}")
+            kind = "cupy" if cupy_usable() else "numba"
+        else:
+            kind = "numpy"
+        for name, value in self._parameters.items():
+            self._parameters[name] = convert(value, kind)
+        self.device = device
+        return self
+
+    def _backend(self) -> Backend:
+        """The backend the parameters live on, after checking each parameter."""
+        kinds = set()
+        expected = self.parameter_shapes()
+        if set(self._parameters) != set(expected):
+            missing = sorted(set(expected) - set(self._parameters))
+            extra = sorted(set(self._parameters) - set(expected))
+            raise ValueError(f"the parameter dict was changed: missing {missing}, "
+                             f"unexpected {extra}")
+        for name, shape in expected.items():
+            value = self._parameters[name]
+            kind = array_kind(value)
+            if kind is None:
+                raise TypeError(f"parameter {name} must be an array, got {type(value).__name__}")
+            if tuple(value.shape) != shape:
+                raise ValueError(f"parameter {name} must have shape {describe_shape(shape)}, "
+                                 f"got {describe_shape(value.shape)}")
+            if array_dtype(value) != self.dtype:
+                raise TypeError(f"parameter {name} has dtype {array_dtype(value)}; this LSTM is "
+                                f"{self.dtype.name}")
+            kinds.add(kind)
+        if "numpy" in kinds and len(kinds) > 1:
+            raise TypeError("the parameters live on different devices (some NumPy, some GPU "
+                            "arrays): use lstm.to('cpu') or lstm.to('cuda')")
+        if kinds == {"numpy"}:
+            return Backend("cpu", "numpy")
+        return Backend("cuda", "cupy" if "cupy" in kinds else "numba")
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_array(self, name: str, value: Any, backend: Backend) -> str:
+        """Type, device and dtype of one array argument; returns its array kind."""
+        kind = array_kind(value)
+        if kind is None:
+            raise TypeError(f"{name} must be an array (numpy.ndarray, CuPy or numba device array),"
+                            f" got {type(value).__module__}.{type(value).__qualname__}")
+        on_gpu = kind != "numpy"
+        if on_gpu != (backend.name == "cuda"):
+            where = "a GPU array" if on_gpu else "a NumPy (host) array"
+            raise TypeError(f"{name} is {where} but the LSTM's parameters are on "
+                            f"{self.device!r}: move one of them (lstm.to('cuda'/'cpu'))")
+        if array_dtype(value) != self.dtype:
+            raise TypeError(f"{name} has dtype {array_dtype(value)}; this LSTM is "
+                            f"{self.dtype.name} (convert the input or build "
+                            f"LSTM(..., dtype={array_dtype(value).name}))")
+        return kind
+
+    def _input_layout(self, x: Any) -> tuple[bool, int, int]:
+        """``(unbatched, T, B)`` of an input, after checking its shape."""
+        layout = "(B, T, X)" if self.batch_first else "(T, B, X)"
+        if len(x.shape) == 2:
+            unbatched, (T, features), B = True, x.shape, 1
+        elif len(x.shape) == 3:
+            unbatched = False
+            T, B, features = x.shape if not self.batch_first else (x.shape[1], x.shape[0],
+                                                                     x.shape[2])
+        else:
+            raise ValueError(f"x must be 3-D {layout} or 2-D (T, X) unbatched, got shape "
+                             f"{describe_shape(x.shape)}")
+        if features != self.input_size:
+            raise ValueError(f"x must have {self.input_size} features (input_size) in its last "
+                             f"axis, got shape {describe_shape(x.shape)}")
+        if T < 1 or B < 1:
+            raise ValueError(f"x must have at least one time step and one sequence, got shape "
+                             f"{describe_shape(x.shape)}")
+        return unbatched, int(T), int(B)
+
+    def _state_shape(self, B: int, unbatched: bool) -> tuple:
+        rows = self.num_layers * self.num_directions
+        return (rows, self.hidden_size) if unbatched else (rows, B, self.hidden_size)
+
+    def _check_pair(self, name: str, pair: Any, shape: tuple, backend: Backend) -> None:
+        parts = ("h", "c") if name == "state" else ("dh_n", "dc_n")
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"{name} must be a pair ({parts[0]}, {parts[1]}) of arrays of shape "
+                            f"{describe_shape(shape)}, got {type(pair).__name__}")
+        for part, value in zip(parts, pair):
+            self._check_array(f"{name} {part}", value, backend)
+            if tuple(value.shape) != shape:
+                raise ValueError(f"{name} {part} must have shape {describe_shape(shape)} "
+                                 f"(num_layers * num_directions, B, hidden_size), got "
+                                 f"{describe_shape(value.shape)}")
+
+    @staticmethod
+    def _host_lengths(lengths: Any, T: int, B: int, unbatched: bool) -> np.ndarray | None:
+        """``lengths`` as int64 NumPy, checked; None when every sequence is full."""
+        if lengths is None:
+            return None
+        if unbatched:
+            raise ValueError("lengths needs a batched input (x of 3 dimensions)")
+        if array_kind(lengths) not in (None, "numpy"):
+            lengths = convert(lengths, "numpy")  # a few integers: read them on the host
+        elif hasattr(lengths, "numpy") and not isinstance(lengths, np.ndarray):
+            lengths = lengths.numpy()  # a torch CPU tensor, as torch's packing takes
+        host = np.asarray(lengths)
+        if host.shape != (B,):
+            raise ValueError(f"lengths must have shape ({B},) (one length per sequence), got "
+                             f"{describe_shape(host.shape)}")
+        if host.dtype.kind not in "iu":
+            raise TypeError(f"lengths must hold integers, got dtype {host.dtype}")
+        if host.min() < 1 or host.max() > T:
+            bad = host[(host < 1) | (host > T)]
+            raise ValueError(f"lengths must lie in 1..{T} (the number of time steps), got "
+                             f"{bad.tolist()[:5]}")
+        host = host.astype(np.int64)
+        return None if (host == T).all() else host
+
+    # ------------------------------------------------------------------ forward
+
+    def __call__(self, x: Any, state: tuple | None = None, lengths: Any = None) -> tuple:
+        """Inference: ``out, (h_n, c_n)``; see ``forward``."""
+        return self.forward(x, state, lengths)
+
+    def forward(self, x: Any, state: tuple | None = None, lengths: Any = None,
+                train: bool = False) -> tuple:
+        """Run the LSTM over ``x``.
+
+        x        (T, B, X), or (B, T, X) with ``batch_first``, or (T, X) unbatched
+        state    None (zeros) or ``(h0, c0)``, each (num_layers * D, B, H) (or without B)
+        lengths  None, or (B,) integers in 1..T: the valid length of each padded sequence
+        train    False: returns ``out, (h_n, c_n)`` and keeps nothing per step;
+                 True: returns ``out, (h_n, c_n), cache`` for ``backward``
+        out      (T, B, D*H) (or (B, T, D*H), or (T, D*H)); zeros past each sequence's end
+
+        Results are arrays of the input's kind, on the input's device.
+        """
+        backend = self._backend()
+        result_kind = self._check_array("x", x, backend)
+        unbatched, T, B = self._input_layout(x)
+        state_shape = self._state_shape(B, unbatched)
+        if state is not None:
+            self._check_pair("state", state, state_shape, backend)
+        host_lengths = self._host_lengths(lengths, T, B, unbatched)
+        xp = backend.xp
+        x = backend.adopt(x)
+        if unbatched:
+            layer_input = xp.ascontiguousarray(x).reshape(T, 1, self.input_size)
+        elif self.batch_first:
+            layer_input = xp.ascontiguousarray(transposed(x, (1, 0, 2)))
+        else:
+            layer_input = xp.ascontiguousarray(x)
+        D, H = self.num_directions, self.hidden_size
+        if state is None:
+            h0_all = xp.zeros((self.num_layers * D, B, H), dtype=self.dtype)
+            c0_all = h0_all
+        else:
+            h0_all, c0_all = (xp.ascontiguousarray(backend.adopt(s)).reshape(
+                self.num_layers * D, B, H) for s in state)
+        lengths_dev = None if host_lengths is None else backend.adopt(host_lengths)
+        # the kernels always take lengths; for full sequences they are all T
+        kernel_lengths = lengths_dev if lengths_dev is not None else ops.full_lengths(
+            backend, T, B)
+        if train and lengths_dev is not None:
+            # padding values (NaN, say) must not reach the weight gradients (0 * NaN)
+            layer_input = ops.time_steps_copy(backend, layer_input, lengths_dev, reverse=False)
+
+        cache = LSTMCache(id(self), backend, result_kind, self.dtype, T, B, unbatched,
+                          lengths_dev) if train else None
+        h_n, c_n = [], []
+        for layer in range(self.num_layers):
+            outputs, saved = [], []
+            for direction, suffix in enumerate(self._suffixes(layer)):
+                index = layer * D + direction
+                W_x, W_h, b = self._fused_weights(backend, suffix)
+                x_dir = layer_input if direction == 0 else ops.time_steps_copy(
+                    backend, layer_input, kernel_lengths, reverse=True)
+                h0, c0 = h0_all[index], c0_all[index]
+                if train:
+                    h_all, c_all, gates_all = ops.sequence_forward(backend, x_dir, h0, c0,
+                                                                   W_x, W_h, b)
+                    if lengths_dev is None:
+                        h_last, c_last = xp.copy(h_all[T - 1]), xp.copy(c_all[T - 1])
+                    else:
+                        h_last, c_last = ops.final_states(backend, h_all, c_all, lengths_dev)
+                    saved.append(_DirectionCache(x_dir, h0, c0, W_x, W_h, h_all, c_all,
+                                                 gates_all))
+                else:
+                    h_all, h_last, c_last = ops.sequence_inference(backend, x_dir, h0, c0,
+                                                                   W_x, W_h, b, lengths_dev)
+                h_n.append(h_last)
+                c_n.append(c_last)
+                if direction == 0:
+                    if lengths_dev is not None:
+                        ops.zero_padding(backend, h_all, lengths_dev)  # backward-safe: see
+                        # lstm_sequence_backward (padding steps take no gradient)
+                    outputs.append(h_all)
+                else:  # back into the input's time order
+                    outputs.append(ops.time_steps_copy(backend, h_all, kernel_lengths,
+                                                       reverse=True))
+            layer_input = outputs[0] if D == 1 else xp.concatenate(outputs, axis=2)
+            if train:
+                cache.directions.append(saved)
+
+        out = self._output_layout(backend, layer_input, unbatched)
+        h_n = xp.stack(h_n).reshape(state_shape)
+        c_n = xp.stack(c_n).reshape(state_shape)
+        results = convert_results((out, (h_n, c_n)), result_kind)
+        if not train:
+            return results
+        cache.output_shape = tuple(out.shape)
+        return results[0], results[1], cache
+
+    def _fused_weights(self, backend: Backend, suffix: str) -> tuple:
+        """This direction's ``(W_x (X, 4H), W_h (H, 4H), b (4H,))`` for the kernels: fresh
+        copies made from the live parameters on every call, so they are never stale."""
+        xp = backend.xp
+
+        def live(name: str) -> Any:
+            return backend.adopt(self._parameters[name + suffix])
+
+        # copies, not views (a transposed one-column weight can be a contiguous view): the
+        # training cache must keep the weights of the forward pass
+        W_x = ops.contiguous_copy(backend, transposed(live("weight_ih")))
+        W_h = ops.contiguous_copy(backend, transposed(live("weight_hh")))
+        if self.bias:
+            b = ops.add(backend, live("bias_ih"), live("bias_hh"))
+        else:
+            b = xp.zeros((4 * self.hidden_size,), dtype=self.dtype)
+        return W_x, W_h, b
+
+    def _output_layout(self, backend: Backend, time_major: Any, unbatched: bool) -> Any:
+        """(T, B, F) time-major -> the caller's layout."""
+        T, B, F = time_major.shape
+        if unbatched:
+            return time_major.reshape(T, F)
+        if self.batch_first:
+            return backend.xp.ascontiguousarray(transposed(time_major, (1, 0, 2)))
+        return time_major
+
+    # ------------------------------------------------------------------ backward
+
+    def backward(self, cache: LSTMCache, d_out: Any, d_state: tuple | None = None) -> tuple:
+        """Gradients of a loss through a training forward: ``dx, (dh0, dc0), grads``.
+
+        cache    what ``forward(..., train=True)`` returned
+        d_out    dLoss/d(out), the shape of ``out``; ignored past each sequence's end
+        d_state  None, or ``(dh_n, dc_n)``: dLoss/d(h_n), dLoss/d(c_n), the states' shape
+        dx       dLoss/dx (zero past each sequence's end); ``dh0``, ``dc0``: dLoss/d(state)
+        grads    ``{name: dLoss/d(parameter)}`` with the keys and shapes of ``parameters()``
+        """
+        if not isinstance(cache, LSTMCache):
+            raise TypeError(f"cache must be the third result of lstm.forward(..., train=True), "
+                            f"got {type(cache).__name__}")
+        if cache.model_id != id(self):
+            raise ValueError("cache was made by a different LSTM")
+        backend = cache.backend
+        self._check_array("d_out", d_out, backend)
+        if tuple(d_out.shape) != cache.output_shape:
+            raise ValueError(f"d_out must have the shape of out, "
+                             f"{describe_shape(cache.output_shape)}, got "
+                             f"{describe_shape(d_out.shape)}")
+        state_shape = self._state_shape(cache.B, cache.unbatched)
+        if d_state is not None:
+            self._check_pair("d_state", d_state, state_shape, backend)
+        xp = backend.xp
+        T, B, D, H = cache.T, cache.B, self.num_directions, self.hidden_size
+        d_out = backend.adopt(d_out)
+        if cache.unbatched:
+            d_layer = xp.ascontiguousarray(d_out).reshape(T, 1, D * H)
+        elif self.batch_first:
+            d_layer = xp.ascontiguousarray(transposed(d_out, (1, 0, 2)))
+        else:
+            d_layer = xp.ascontiguousarray(d_out)
+        if d_state is None:
+            dh_n_all = xp.zeros((self.num_layers * D, B, H), dtype=self.dtype)
+            dc_n_all = dh_n_all
+        else:
+            dh_n_all, dc_n_all = (xp.ascontiguousarray(backend.adopt(s)).reshape(
+                self.num_layers * D, B, H) for s in d_state)
+        kernel_lengths = cache.lengths if cache.lengths is not None else ops.full_lengths(
+            backend, T, B)
+
+        grads, dh0, dc0 = {}, [None] * (self.num_layers * D), [None] * (self.num_layers * D)
+        for layer in reversed(range(self.num_layers)):
+            d_input = None
+            for direction, suffix in enumerate(self._suffixes(layer)):
+                index = layer * D + direction
+                saved = cache.directions[layer][direction]
+                d_h = d_layer if D == 1 else xp.ascontiguousarray(
+                    d_layer[:, :, direction * H:(direction + 1) * H])
+                if direction == 1:  # into the reversed direction's own time order
+                    d_h = ops.time_steps_copy(backend, d_h, kernel_lengths, reverse=True)
+                dx, dh0[index], dc0[index], dW_x, dW_h, db = ops.sequence_backward(
+                    backend, saved.x, saved.h0, saved.c0, saved.W_x, saved.W_h, saved.h_all,
+                    saved.c_all, saved.gates_all, d_h, dh_n_all[index], dc_n_all[index],
+                    cache.lengths)
+                if direction == 1:
+                    dx = ops.time_steps_copy(backend, dx, kernel_lengths, reverse=True)
+                d_input = dx if d_input is None else ops.add(backend, d_input, dx)
+                grads["weight_ih" + suffix] = xp.ascontiguousarray(transposed(dW_x))
+                grads["weight_hh" + suffix] = xp.ascontiguousarray(transposed(dW_h))
+                if self.bias:
+                    grads["bias_ih" + suffix] = db
+                    grads["bias_hh" + suffix] = xp.copy(db)
+            d_layer = d_input
+        dx = self._output_layout(backend, d_layer, cache.unbatched)
+        dh0 = xp.stack(dh0).reshape(state_shape)
+        dc0 = xp.stack(dc0).reshape(state_shape)
+        grads = {name: grads[name] for name in self.parameter_shapes()}
+        return convert_results((dx, (dh0, dc0), grads), cache.result_kind)
+
+    # ------------------------------------------------------------------ torch interop
+
+    @classmethod
+    def from_torch(cls, module: Any) -> "LSTM":
+        """An ``LSTM`` with ``module``'s configuration and a copy of its weights (a
+        ``torch.nn.LSTM`` of float32 or float64; on the GPU if the module is)."""
+        required = ("input_size", "hidden_size", "num_layers", "bias", "batch_first",
+                    "bidirectional")
+        if not all(hasattr(module, name) for name in required):
+            raise TypeError(f"module must be a torch.nn.LSTM, got {type(module).__name__}")
+        if getattr(module, "proj_size", 0):
+            raise ValueError("LSTMs with proj_size > 0 are not supported")
+        import torch
+        weights = {name: value.detach() for name, value in module.named_parameters()}
+        first = next(iter(weights.values()))
+        dtype = {torch.float32: np.dtype(np.float32),
+                 torch.float64: np.dtype(np.float64)}.get(first.dtype)
+        if dtype is None:
+            raise TypeError(f"module's parameters are {first.dtype}; nblstm supports float32 "
+                            f"and float64 (convert with module.float() or module.double())")
+        lstm = cls(module.input_size, module.hidden_size, module.num_layers, module.bias,
+                   module.batch_first, module.bidirectional, dtype=dtype)
+        for name in lstm.parameter_shapes():
+            lstm._parameters[name] = weights[name].cpu().numpy().copy()
+        if first.is_cuda:
+            lstm.to("cuda")
+        return lstm
+
+    def to_torch(self) -> Any:
+        """A ``torch.nn.LSTM`` with this configuration and a copy of these weights (on the
+        GPU when this model is); needs torch."""
+        import torch
+        module = torch.nn.LSTM(self.input_size, self.hidden_size, self.num_layers, bias=self.bias,
+                               batch_first=self.batch_first, bidirectional=self.bidirectional,
+                               dtype=getattr(torch, self.dtype.name))
+        with torch.no_grad():
+            for name, value in module.named_parameters():
+                value.copy_(torch.from_numpy(convert(self._parameters[name], "numpy")))
+        return module.to("cuda") if self.device == "cuda" else module
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write the configuration and parameters to an ``.npz`` file (".npz" is appended
+        when missing, as ``numpy.savez`` does); returns the path written. The file is
+        written under a temporary name and renamed, so a crash leaves no partial file."""
+        path = os.fspath(path)
+        if not path.endswith(".npz"):
+            path += ".npz"
+        arrays = {name: convert(value, "numpy") for name, value in self._parameters.items()}
+        header = json.dumps({"format": FILE_FORMAT, "version": FILE_VERSION,
+                             "config": self.config()})
+        temporary = f"{path}.{os.getpid()}.tmp"
+        try:
+            with open(temporary, "wb") as file:
+                np.savez(file, __nblstm__=np.array(header), **arrays)
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "cpu") -> "LSTM":
+        """Read a model written by ``save`` (``allow_pickle=False``). A damaged file, a file
+        of something else, or parameters that do not match the configuration raise
+        ``ValueError`` naming the file and the problem."""
+        path = os.fspath(path)
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in archive.files}
+        except FileNotFoundError:
+            raise
+        except Exception as error:  # a zip/npy decoding error of any kind: the file is bad
+            raise ValueError(f"{path} is not a readable .npz file: {error}") from error
+        if "__nblstm__" not in arrays:
+            raise ValueError(f"{path} is not an nblstm LSTM file (no __nblstm__ header)")
+        try:
+            header = json.loads(str(arrays.pop("__nblstm__")))
+            if header.get("format") != FILE_FORMAT:
+                raise ValueError(f"format {header.get('format')!r}")
+            if header.get("version") != FILE_VERSION:
+                raise ValueError(f"version {header.get('version')!r}, this nblstm reads "
+                                 f"{FILE_VERSION}")
+            lstm = cls(**header["config"])
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise ValueError(f"{path} has a bad nblstm header: {error}") from error
+        expected = lstm.parameter_shapes()
+        if set(arrays) != set(expected):
+            raise ValueError(f"{path}: parameters do not match the configuration: missing "
+                             f"{sorted(set(expected) - set(arrays))}, unexpected "
+                             f"{sorted(set(arrays) - set(expected))}")
+        for name, shape in expected.items():
+            value = arrays[name]
+            if value.shape != shape or value.dtype != lstm.dtype:
+                raise ValueError(f"{path}: parameter {name} is {value.dtype} "
+                                 f"{describe_shape(value.shape)}, expected {lstm.dtype.name} "
+                                 f"{describe_shape(shape)}")
+            lstm._parameters[name] = np.ascontiguousarray(value)
+        return lstm.to(device) if device != "cpu" else lstm
