@@ -180,7 +180,7 @@ def run_digits(hidden_size: int = 64, epochs: int = 25, batch_size: int = 32,
                max_steps: int | None = None) -> DemoResult:
     """Train LSTM(8, hidden_size) + Linear(hidden_size, 10) on the digits; returns the
     held-out accuracy. ``max_steps`` stops early (smoke tests)."""
-    from .layers import LSTM
+    from . import LSTM
     start = time.perf_counter()
     x_train, x_test, y_train, y_test = load_digits_sequences(test_fraction, seed)
     rng = np.random.default_rng(seed)
@@ -236,16 +236,19 @@ def adding_problem_batch(rng: np.random.Generator, batch_size: int, T: int,
     return x, y
 
 
-def run_adding(T: int = 100, hidden_size: int = 64, steps: int = 2000, batch_size: int = 64,
-               lr: float = 5e-3, clip: float = 1.0, seed: int = 0, test_size: int = 1000,
-               plot_path: str | None = "adding_loss.png", progress: bool = True) -> DemoResult:
+def run_adding(T: int = 100, hidden_size: int = 64, steps: int = 1500, batch_size: int = 64,
+               lr: float = 1e-2, clip: float = 1.0, forget_bias: float = 1.0, seed: int = 0,
+               test_size: int = 1000, plot_path: str | None = "adding_loss.png",
+               progress: bool = True) -> DemoResult:
     """Train LSTM(2, hidden_size) + Linear(hidden_size, 1) on fresh seeded batches of the
     adding problem; returns the MSE on a fixed test set of ``test_size`` sequences."""
-    from .layers import LSTM
+    from . import LSTM
     start = time.perf_counter()
     train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     x_test, y_test = adding_problem_batch(test_rng, test_size, T)
     lstm = LSTM(2, hidden_size, batch_first=True, seed=seed)
+    # added to the forget gate's bias (gate order i, f, g, o), in place
+    lstm.parameters()["bias_ih_l0"][hidden_size:2 * hidden_size] += forget_bias
     head = Linear(hidden_size, 1, train_rng)
     optimizer = Adam({**lstm.parameters(), **head.parameters()}, lr=lr)
     losses = []

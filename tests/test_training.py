@@ -389,3 +389,35 @@ def test_batcher_rejects_bad_input():
 def test_training_module_is_exported():
     import nblstm
     assert nblstm.training is training
+
+
+# ------------------------------------------------------------------ with the LSTM layer
+
+def test_optimizer_step_then_forward_uses_the_updated_weights(backend):
+    """The optimizer updates ``lstm.parameters()`` in place and the next forward sees it:
+    no stale packed or cached weights, on either backend."""
+    from nblstm import LSTM
+    rng = np.random.default_rng(5)
+    T, B, X, H = 3, 2, 3, 2
+    x_host = rng.standard_normal((T, B, X))
+    lstm = LSTM(X, H, dtype=np.float64, seed=0)
+    reference = LSTM(X, H, dtype=np.float64, seed=0)  # gets the expected weights by hand
+    if backend.name != "cpu":
+        lstm.to("cuda")
+    x = backend.put(x_host)
+    before, _ = lstm(x)  # a first call, as a cache or packed copy would be made here
+    out, _, cache = lstm.forward(x, train=True)
+    d_out = backend.put(rng.standard_normal((T, B, H)))
+    _, _, grads = lstm.backward(cache, d_out)
+    params = lstm.parameters()
+    identities = {k: id(v) for k, v in params.items()}
+    SGD(params, lr=0.5).step(grads)
+    assert {k: id(v) for k, v in lstm.parameters().items()} == identities
+    for key, value in reference.parameters().items():
+        value -= 0.5 * backend.get(grads[key])
+        np.testing.assert_allclose(backend.get(lstm.parameters()[key]), value, rtol=1e-12,
+                                   atol=1e-12, err_msg=key)
+    after, _ = lstm(x)
+    expected, _ = reference(x_host)
+    assert not np.allclose(backend.get(after), backend.get(before))
+    np.testing.assert_allclose(backend.get(after), expected, rtol=1e-10, atol=1e-12)
