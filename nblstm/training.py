@@ -1,15 +1,17 @@
 """Training helpers: a loss, two optimizers, gradient clipping and a minibatch iterator.
 
 Small and plain, no autograd: a training step is an explicit chain that you write out,
-forward -> loss and its gradient -> backward -> (clip) -> optimizer step::
+forward -> loss and its gradient -> backward -> (clip) -> optimizer step. With a linear head
+``W (H, C)``, ``b (C,)`` on the last step of a batch-first LSTM::
 
-    out, (h_n, c_n), cache = lstm.forward(x, train=True)
-    logits = h_n[-1] @ W + b                               # a linear head (B, C)
-    loss, dlogits = softmax_cross_entropy(logits, y)
-    dh_n = np.zeros_like(h_n); dh_n[-1] = dlogits @ W.T    # head backward
-    _, _, grads = lstm.backward(cache, None, d_state=(dh_n, None))
+    out, _, cache = lstm.forward(x, train=True)            # out (B, T, H)
+    loss, dlogits = softmax_cross_entropy(out[:, -1] @ W + b, y)
+    d_out = np.zeros_like(out)
+    d_out[:, -1] = dlogits @ W.T                           # the head's backward
+    _, _, grads = lstm.backward(cache, d_out)
+    grads.update(W=out[:, -1].T @ dlogits, b=dlogits.sum(axis=0))
     clip_grad_norm(grads, 1.0)
-    optimizer.step(grads)                                  # updates lstm's arrays in place
+    optimizer.step(grads)        # Adam({**lstm.parameters(), "W": W, "b": b}): in place
 
 Every function works on NumPy arrays (CPU kernels, ``@njit``) and on GPU arrays: CuPy arrays
 or numba device arrays (CUDA kernels). The arithmetic runs in ``nblstm.kernels`` (numba
