@@ -151,6 +151,24 @@ def test_in_place_parameter_updates_are_seen_by_the_next_call(backend):
     assert not np.allclose(backend.get(before), expected)
 
 
+def test_unused_outputs_take_none_as_their_gradient(backend):
+    """``d_out=None`` and ``None`` inside ``d_state`` mean "the loss does not use it"."""
+    lstm = model_on(backend, 3, 2, num_layers=2, bidirectional=True, dtype=np.float64, seed=6)
+    x = backend.put(small_problem())
+    dh_n = np.random.default_rng(0).standard_normal((4, 3, 2))
+    _, _, cache = lstm.forward(x, train=True)
+    expected = lstm.backward(cache, backend.put(np.zeros((4, 3, 4))),
+                             (backend.put(dh_n), backend.put(np.zeros((4, 3, 2)))))
+    _, _, cache = lstm.forward(x, train=True)
+    got = lstm.backward(cache, None, (backend.put(dh_n), None))
+    np.testing.assert_array_equal(backend.get(got[0]), backend.get(expected[0]))
+    for name in expected[2]:
+        np.testing.assert_array_equal(backend.get(got[2][name]), backend.get(expected[2][name]))
+    _, _, cache = lstm.forward(x, train=True)
+    nothing = lstm.backward(cache)
+    assert not np.any(backend.get(nothing[0])) and not np.any(backend.get(nothing[2]["bias_ih_l0"]))
+
+
 def test_weights_between_forward_and_backward_do_not_change_the_gradients():
     lstm = nblstm.LSTM(3, 2, dtype=np.float64, seed=4)
     x = small_problem()
