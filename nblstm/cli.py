@@ -1,4 +1,5 @@
-"""The ``nblstm`` command: ``nblstm info``, ``nblstm check`` and ``nblstm bench``."""
+"""The ``nblstm`` command: ``nblstm info``, ``nblstm check``, ``nblstm bench`` and
+``nblstm infer``."""
 import argparse
 import sys
 from typing import Callable
@@ -119,6 +120,23 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def infer(args: argparse.Namespace) -> int:
+    """Batch inference over an array file (``nblstm.inference``); bad files -> exit status 2
+    with the reason on stderr, and no output file."""
+    from .inference import infer_file
+    try:
+        result = infer_file(args.model, args.inputs, args.output, batch_size=args.batch_size,
+                            scheduler=args.scheduler, progress=not args.quiet)
+    except (ValueError, TypeError, OSError, RuntimeError) as error:
+        print(f"nblstm infer: error: {error}", file=sys.stderr)
+        return 2
+    rate = result.sequences / result.seconds if result.seconds > 0 else float("inf")
+    print(f"wrote {result.output_path}: {result.dtype.name} {result.shape}, "
+          f"{result.sequences} sequences in {result.blocks} blocks, {result.seconds:.2f} s "
+          f"({rate:.0f} sequences/s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nblstm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -138,9 +156,24 @@ def main(argv: list[str] | None = None) -> int:
                               help="skip the (slow) NumPy reference")
     bench_parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     bench_parser.add_argument("--plot", metavar="PATH", help="write a PNG chart of the ratios")
+    infer_parser = commands.add_parser(
+        "infer", help="run a saved LSTM over a .npy file of sequences, block by block")
+    infer_parser.add_argument("model", help="an LSTM.save file (.npz)")
+    infer_parser.add_argument("inputs", help=".npy array in the model's layout: (T, B, X), or "
+                                             "(B, T, X) for a batch_first model")
+    infer_parser.add_argument("-o", "--output", required=True,
+                              help="the .npy file to write: (T, B, D*H) or (B, T, D*H)")
+    infer_parser.add_argument("--batch-size", type=int, default=256,
+                              help="sequences per block (default: 256)")
+    infer_parser.add_argument("--scheduler", metavar="ADDRESS",
+                              help="run the blocks on this Dask scheduler (tcp://host:8786); "
+                                   "needs nblstm[dask]")
+    infer_parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.command == "bench":
         return bench(args)
+    if args.command == "infer":
+        return infer(args)
     return {"info": info, "check": check}[args.command]()
 
 
