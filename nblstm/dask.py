@@ -34,13 +34,14 @@ Every check (array type, dtype, shape, chunking, bidirectional with time chunks)
 """
 from __future__ import annotations
 
+import operator
 import threading
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 
 from ._dispatch import array_kind, convert
 from ._validate import describe_shape
@@ -123,36 +124,48 @@ def forward(lstm: LSTM, x: da.Array, state: tuple | None = None,
                 f"lengths needs x in one chunk along time (axis {time_axis}), got "
                 f"{len(time_chunks)} chunks: rechunk with x.rechunk({{{time_axis}: -1}})")
     B = x.shape[batch_axis]
-    state_blocks = _state_blocks(lstm, state, B, batch_chunks, chunk_kind)
-    length_blocks = _length_blocks(lengths, B, x.shape[time_axis], batch_chunks)
+    collections = [x]  # the dask collections the tasks read from
+    state_keys = _state_keys(lstm, state, B, batch_chunks, chunk_kind, collections)
+    length_blocks = _length_blocks(lengths, B, x.shape[time_axis], batch_chunks, collections)
 
     host = host_copy(lstm)
-    model_token = tokenize(lstm.config(), host.parameters())
-    model = dask.delayed(SharedModel(host), name=MODEL_KEY_PREFIX + model_token, pure=True,
-                         traverse=False)
-    run_token = tokenize(model_token, x.name, state_blocks, length_blocks)
-    x_blocks = x.to_delayed()
-    out_meta = da.utils.meta_from_array(x, ndim=3)
-    D, H, rows = lstm.num_directions, lstm.hidden_size, lstm.num_layers * lstm.num_directions
+    model_key = MODEL_KEY_PREFIX + tokenize(lstm.config(), host.parameters())
+    token = tokenize(model_key, x.name, state_keys, length_blocks)
+    run_name, state_name = FORWARD_KEY_PREFIX + token, "nblstm-state-" + token
+    out_name, h_name, c_name = ("nblstm-out-" + token, "nblstm-h_n-" + token,
+                                "nblstm-c_n-" + token)
 
-    out_rows = [[None] * len(batch_chunks) for _ in time_chunks]  # [time][batch]
-    h_blocks, c_blocks = [], []
-    for j, batch_size in enumerate(batch_chunks):
-        carry = state_blocks[j]
-        for i, steps in enumerate(time_chunks):
-            block = x_blocks[i, j, 0] if time_axis == 0 else x_blocks[j, i, 0]
-            result = dask.delayed(forward_block, pure=True)(
-                model, block, carry, length_blocks[j],
-                dask_key_name=f"{FORWARD_KEY_PREFIX}{run_token}-{j}-{i}")
-            shape = (steps, batch_size, D * H) if time_axis == 0 else (batch_size, steps, D * H)
-            out_rows[i][j] = da.from_delayed(result[0], shape, dtype=x.dtype, meta=out_meta)
-            carry = result[1]
-        for blocks, part in ((h_blocks, 0), (c_blocks, 1)):
-            blocks.append(da.from_delayed(carry[part], (rows, batch_size, H), dtype=x.dtype,
-                                          meta=out_meta))
-    out = da.concatenate([da.concatenate(row, axis=batch_axis) for row in out_rows],
-                         axis=time_axis)
-    return out, (da.concatenate(h_blocks, axis=1), da.concatenate(c_blocks, axis=1))
+    # The graph in dask's tuple task format: (function, *arguments), where an argument that
+    # is a key (or a tuple task) stands for its value. The model is one key, read by all.
+    # Per chunk: the forward task, its outputs and its final state (what the next time
+    # chunk reads: only the small state travels between workers, not the outputs).
+    tasks = {model_key: SharedModel(host)}
+    outputs, final_h, final_c = {}, {}, {}
+    for j in range(len(batch_chunks)):
+        carry = state_keys[j]  # None, or a task giving the (h0, c0) of batch block j
+        for i in range(len(time_chunks)):
+            block = (i, j) if time_axis == 0 else (j, i)
+            tasks[(run_name, *block)] = (forward_block, model_key, (x.name, *block, 0), carry,
+                                         length_blocks[j])
+            tasks[(state_name, *block)] = (operator.getitem, (run_name, *block), 1)
+            outputs[(out_name, *block, 0)] = (operator.getitem, (run_name, *block), 0)
+            carry = (state_name, *block)
+        final_h[(h_name, 0, j, 0)] = (operator.getitem, carry, 0)
+        final_c[(c_name, 0, j, 0)] = (operator.getitem, carry, 1)
+
+    graph = HighLevelGraph.from_collections(run_name, tasks, dependencies=collections)
+    layers, dependencies = dict(graph.layers), dict(graph.dependencies)
+    for name, layer in ((out_name, outputs), (h_name, final_h), (c_name, final_c)):
+        layers[name], dependencies[name] = layer, {run_name}
+    graph = HighLevelGraph(layers, dependencies)
+    meta = da.utils.meta_from_array(x, ndim=3)
+    D, H = lstm.num_directions, lstm.hidden_size
+    out_chunks = list(x.chunks)
+    out_chunks[2] = (D * H,)
+    state_chunks = ((lstm.num_layers * D,), batch_chunks, (H,))
+    out = da.Array(graph, out_name, tuple(out_chunks), meta=meta)
+    return out, (da.Array(graph, h_name, state_chunks, meta=meta),
+                 da.Array(graph, c_name, state_chunks, meta=meta))
 
 
 def _check_input(lstm: LSTM, x: Any) -> str:
@@ -189,16 +202,17 @@ def _check_input(lstm: LSTM, x: Any) -> str:
     return kind
 
 
-def _state_blocks(lstm: LSTM, state: tuple | None, B: int, batch_chunks: tuple,
-                  chunk_kind: str) -> list:
-    """Per batch block, ``None`` or a pair of delayed ``(h0, c0)`` blocks."""
+def _state_keys(lstm: LSTM, state: tuple | None, B: int, batch_chunks: tuple, chunk_kind: str,
+                collections: list) -> list:
+    """Per batch block, ``None`` or a task giving its ``(h0, c0)``; the dask arrays the
+    tasks read are appended to ``collections``."""
     if state is None:
         return [None] * len(batch_chunks)
     shape = (lstm.num_layers * lstm.num_directions, B, lstm.hidden_size)
     if not isinstance(state, (tuple, list)) or len(state) != 2:
         raise TypeError(f"state must be a pair (h0, c0) of arrays of shape "
                         f"{describe_shape(shape)}, got {type(state).__name__}")
-    parts = []
+    names = []
     for name, value in zip(("h0", "c0"), state):
         kind = array_kind(value._meta if isinstance(value, da.Array) else value)
         if kind != chunk_kind:
@@ -213,12 +227,17 @@ def _state_blocks(lstm: LSTM, state: tuple | None, B: int, batch_chunks: tuple,
                              f"(num_layers * num_directions, B, hidden_size), got "
                              f"{describe_shape(value.shape)}")
         value = da.asarray(value) if not isinstance(value, da.Array) else value
-        parts.append(value.rechunk((-1, batch_chunks, -1)).to_delayed()[0, :, 0])
-    return [(h, c) for h, c in zip(*parts)]
+        value = value.rechunk((-1, batch_chunks, -1))
+        collections.append(value)
+        names.append(value.name)
+    h_name, c_name = names
+    return [(tuple, [(h_name, 0, j, 0), (c_name, 0, j, 0)]) for j in range(len(batch_chunks))]
 
 
-def _length_blocks(lengths: Any, B: int, T: int, batch_chunks: tuple) -> list:
-    """Per batch block, ``None`` or that block's lengths (NumPy, or a delayed block)."""
+def _length_blocks(lengths: Any, B: int, T: int, batch_chunks: tuple,
+                   collections: list) -> list:
+    """Per batch block, ``None`` or its lengths: NumPy, or the key of a dask array's block
+    (that array is appended to ``collections``)."""
     if lengths is None:
         return [None] * len(batch_chunks)
     if isinstance(lengths, da.Array):
@@ -227,7 +246,9 @@ def _length_blocks(lengths: Any, B: int, T: int, batch_chunks: tuple) -> list:
                              f"{describe_shape(lengths.shape)}")
         if lengths.dtype.kind not in "iu":
             raise TypeError(f"lengths must hold integers, got dtype {lengths.dtype}")
-        return list(lengths.rechunk((batch_chunks,)).to_delayed())
+        lengths = lengths.rechunk((batch_chunks,))
+        collections.append(lengths)
+        return [(lengths.name, j) for j in range(len(batch_chunks))]
     host = LSTM._host_lengths(lengths, T, B, unbatched=False)  # checks shape, dtype, range
     if host is None:  # every sequence is full
         return [None] * len(batch_chunks)

@@ -48,7 +48,7 @@ def _compute(*arrays, scheduler="sync"):
 
 def _forward_keys(array) -> list:
     return [key for key in dict(array.__dask_graph__())
-            if str(key).startswith(nbdask.FORWARD_KEY_PREFIX)]
+            if isinstance(key, tuple) and key[0].startswith(nbdask.FORWARD_KEY_PREFIX)]
 
 
 # ---------------------------------------------------------------- single process
