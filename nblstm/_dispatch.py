@@ -40,11 +40,31 @@ def array_kind(value: Any) -> str | None:
 
 
 def array_dtype(value: Any) -> np.dtype:
-    """The dtype of an accepted array, also of a bare ``__cuda_array_interface__`` object
-    (which has no ``.dtype`` attribute, only the interface's ``typestr``)."""
-    if hasattr(value, "dtype"):
-        return np.dtype(value.dtype)
-    return np.dtype(value.__cuda_array_interface__["typestr"])
+    """The NumPy dtype of an accepted array. GPU arrays are read through their
+    ``__cuda_array_interface__`` when they have one: a bare interface object has no
+    ``.dtype``, and a torch CUDA tensor's ``.dtype`` is not a NumPy dtype."""
+    interface = getattr(value, "__cuda_array_interface__", None)
+    if interface is not None and not isinstance(value, np.ndarray):
+        return np.dtype(interface["typestr"])
+    return np.dtype(value.dtype)
+
+
+def with_array_attributes(value: Any) -> Any:
+    """``value``, or for an object that exposes ``__cuda_array_interface__`` without
+    ``shape``/``dtype`` attributes, a zero-copy numba device array view of it (so the
+    shape checks can read it). Anything else is returned as it is."""
+    if (array_kind(value) == "numba" and hasattr(value, "__cuda_array_interface__")
+            and not (hasattr(value, "shape") and hasattr(value, "dtype"))):
+        return _numba_cuda().as_cuda_array(value)
+    return value
+
+
+def dict_with_array_attributes(mapping: Any) -> Any:
+    """``with_array_attributes`` over a dict's values; the same dict when nothing changes."""
+    if not isinstance(mapping, dict):
+        return mapping
+    items = {key: with_array_attributes(value) for key, value in mapping.items()}
+    return mapping if all(items[key] is mapping[key] for key in mapping) else items
 
 
 @functools.cache

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import ops
 from ._dispatch import (Backend, array_dtype, array_kind, convert, convert_results,
-                        cuda_unavailable_reason, cupy_usable, transposed)
+                        cuda_unavailable_reason, cupy_usable, transposed, with_array_attributes)
 from ._validate import FLOAT_DTYPES, describe_shape
 
 #: Marks an ``LSTM.save`` file; the version changes if the file layout ever does.
@@ -302,6 +302,9 @@ class LSTM:
         Results are arrays of the input's kind, on the input's device.
         """
         backend = self._backend()
+        x = with_array_attributes(x)
+        if isinstance(state, (tuple, list)):
+            state = tuple(with_array_attributes(s) for s in state)
         result_kind = self._check_array("x", x, backend)
         unbatched, T, B = self._input_layout(x)
         state_shape = self._state_shape(B, unbatched)
@@ -421,6 +424,9 @@ class LSTM:
         if cache.model_id != id(self):
             raise ValueError("cache was made by a different LSTM")
         backend = cache.backend
+        d_out = with_array_attributes(d_out)
+        if isinstance(d_state, (tuple, list)):
+            d_state = tuple(with_array_attributes(s) for s in d_state)
         self._check_array("d_out", d_out, backend)
         if tuple(d_out.shape) != cache.output_shape:
             raise ValueError(f"d_out must have the shape of out, "

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import ops
-from ._dispatch import Backend, array_kind, convert_results, select_backend, transposed
+from ._dispatch import (Backend, array_kind, convert_results, dict_with_array_attributes,
+                        select_backend, transposed, with_array_attributes)
 from ._validate import (SEED_PARAMETER_KEYS, check_ndim, check_nonempty,
                         check_seed_parameter_shapes, check_seed_parameters, check_shape,
                         common_float_dtype)
@@ -102,6 +103,8 @@ def lstm_cell_forward(xt: Any, a_prev: Any, c_prev: Any, parameters: dict,
     ``yt_pred = softmax(Wy @ a_next + by)`` per column and
     ``cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)``.
     """
+    xt, a_prev, c_prev = map(with_array_attributes, (xt, a_prev, c_prev))
+    parameters = dict_with_array_attributes(parameters)
     call = _prepare({"xt": xt, "a_prev": a_prev, "c_prev": c_prev}, parameters, backend)
     check_ndim("xt", xt, 2, "(n_x, m)")
     check_nonempty("xt", xt, "(n_x, m)")
@@ -135,6 +138,8 @@ def lstm_forward(x: Any, a0: Any, parameters: dict, backend: str | None = None) 
     Returns ``a (n_a, m, T_x), y (n_y, m, T_x), c (n_a, m, T_x), caches`` with
     ``caches = (list_of_T_x_caches, x)``, one 10-tuple cache per step.
     """
+    x, a0 = map(with_array_attributes, (x, a0))
+    parameters = dict_with_array_attributes(parameters)
     call = _prepare({"x": x, "a0": a0}, parameters, backend)
     check_ndim("x", x, 3, "(n_x, m, T_x)")
     check_nonempty("x", x, "(n_x, m, T_x)")
@@ -215,6 +220,7 @@ def lstm_cell_backward(da_next: Any, dc_next: Any, cache: tuple,
     """
     cache = _check_cache(cache, "cache")
     parameters = cache[9]
+    da_next, dc_next = map(with_array_attributes, (da_next, dc_next))
     call = _prepare({"da_next": da_next, "dc_next": dc_next, **_cache_arrays(cache, "cache")},
                     parameters, backend)
     n_a, m, n_x = _cache_sizes(cache, "cache")
@@ -269,6 +275,7 @@ def lstm_backward(da: Any, caches: tuple, backend: str | None = None) -> dict:
     first = _check_cache(steps[0], "caches[0][0]")
     parameters = first[9]
     n_a, m, n_x = _cache_sizes(first, "caches[0][0]")
+    da = with_array_attributes(da)
     select_backend({"da": da}, backend)  # da must be an array before its shape is read
     check_ndim("da", da, 3, "(n_a, m, T')")
     check_nonempty("da", da, "(n_a, m, T')")
