@@ -5,7 +5,7 @@ one task.
         [--json benchmarks/results/dask_throughput_cpu.json] [--repeats 5]
 
 Throughput: sequences per second for one inference problem of ``B`` sequences, median of
-``--repeats`` rounds after a warm-up round (numba compiles in each worker process, or loads
+``--repeats`` interleaved rounds (each round runs every variant once) after a warm-up (numba compiles in each worker process, or loads
 the kernels from its on-disk cache):
 
 - ``direct``: one ``lstm(x)`` call on the whole batch, in this process;
@@ -13,7 +13,7 @@ the kernels from its on-disk cache):
 - the two above again with BLAS limited to 1 thread (threadpoolctl), as in each worker
   (the nanny sets ``OPENBLAS_NUM_THREADS=1`` etc. for a 1-thread worker);
 - ``dask threads``: ``nblstm.dask.forward`` with dask's threaded scheduler (this process,
-  2 threads: the kernels release the GIL);
+  2 threads, BLAS limited to 1 thread: the kernels release the GIL);
 - ``cluster, data on workers``: 2 worker processes x 1 thread; ``x`` persisted on the
   workers first, the outputs persisted there (compute only, what a cluster pipeline sees);
 - ``cluster, end to end``: NumPy in this process -> workers -> NumPy back (``compute``).
@@ -57,6 +57,20 @@ def median_seconds(run, repeats: int) -> float:
     return statistics.median(times)
 
 
+def interleaved_seconds(runs: dict, repeats: int) -> dict:
+    """{name: [seconds per round]}: a warm-up of each, then ``repeats`` rounds that run
+    every variant once, so a change of the machine's load hits all of them alike."""
+    for run in runs.values():
+        run()
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
 def on_workers(client, x: np.ndarray, chunks: tuple):
     """``x`` as a dask array whose chunks already sit in the workers' memory."""
     array = client.persist(da.from_array(x, chunks=chunks))
@@ -64,10 +78,23 @@ def on_workers(client, x: np.ndarray, chunks: tuple):
     return array
 
 
+def _nblstm_tasks(dask_scheduler) -> int:
+    """How many of the scheduler's keys nblstm.dask made (still known to the scheduler)."""
+    return sum((key[0] if isinstance(key, tuple) else key).startswith("nblstm-")
+               for key in dask_scheduler.tasks)
+
+
 def forward_on_cluster(client, model, x_on_workers) -> None:
-    """Build the graph, run it, keep the outputs on the workers until all are done."""
+    """Build the graph, run it, keep the outputs on the workers until all are done, then
+    make the scheduler forget every nblstm key: the keys are deterministic, so the next
+    round would otherwise find its results still in memory and compute nothing."""
     out, _ = nbdask.forward(model, x_on_workers)
-    distributed.wait(client.persist(out))
+    result = client.persist(out)
+    distributed.wait(result)
+    client.cancel(result)
+    del result
+    while client.run_on_scheduler(_nblstm_tasks):
+        time.sleep(0.01)
 
 
 def throughput(client, repeats: int, T: int, B: int, X: int, H: int, chunk: int) -> dict:
@@ -89,19 +116,20 @@ def throughput(client, repeats: int, T: int, B: int, X: int, H: int, chunk: int)
         "direct, block by block": lambda: [model(block) for block in blocks],
         "direct, block by block, 1 BLAS thread": with_one_blas_thread(
             lambda: [model(block) for block in blocks]),
-        "dask threads (1 process, 2 threads)": lambda: nbdask.forward(model, dx)[0].compute(
-            scheduler="threads", num_workers=2),
+        "dask threads (1 process, 2 threads x 1 BLAS thread)": with_one_blas_thread(
+            lambda: nbdask.forward(model, dx)[0].compute(scheduler="threads", num_workers=2)),
         "cluster, data on workers (2 processes x 1 thread)": lambda: forward_on_cluster(
             client, model, x_on_workers),
         "cluster, end to end (2 processes x 1 thread)": lambda: client.compute(
             nbdask.forward(model, dx)[0], sync=True),
     }
     results = {}
-    for name, run in runs.items():
-        seconds = median_seconds(run, repeats)
-        results[name] = {"seconds": seconds, "sequences_per_s": B / seconds}
-        print(f"  {name:<52} {seconds * 1e3:9.1f} ms  {B / seconds:10.0f} sequences/s",
-              flush=True)
+    for name, times in interleaved_seconds(runs, repeats).items():
+        seconds = statistics.median(times)
+        results[name] = {"seconds": seconds, "sequences_per_s": B / seconds,
+                         "all_seconds": times}
+        print(f"  {name:<52} {seconds * 1e3:9.1f} ms  {B / seconds:10.0f} sequences/s  "
+              f"(rounds: {min(times) * 1e3:.0f}-{max(times) * 1e3:.0f} ms)", flush=True)
     return {"shape": {"T": T, "B": B, "X": X, "H": H, "dtype": "float32", "chunk": chunk,
                       "tasks": len(blocks)}, "runs": results}
 
@@ -133,6 +161,9 @@ def main() -> int:
     if any(name in os.environ for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")):
         print("warning: OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE are set and slow OpenBLAS down; "
               "run under env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE", file=sys.stderr)
+    # before the cluster starts: its nanny sets OMP_NUM_THREADS=1 etc. in this process's
+    # environment too (for the workers it spawns; this process's BLAS pools keep their size)
+    in_process = environment()
     load_before = os.getloadavg()
     print(f"load average before: {load_before}", flush=True)
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
@@ -142,7 +173,7 @@ def main() -> int:
                                           for p in threadpool_info()])
         document = {
             "what": "nblstm.dask throughput: 1 process vs a 2-worker LocalCluster",
-            "environment": environment(),
+            "environment": in_process,
             "dask": dask.__version__, "distributed": distributed.__version__,
             "worker_blas_threads": worker_blas,
             "load_average_before": load_before,
