@@ -157,7 +157,9 @@ def _run_on_cluster(model: LSTM, blocks: list[slice], read: Callable, scheduler:
         def submit_next() -> None:
             block = next(pending, None)
             if block is not None:
-                future = client.submit(_outputs_of_block, shared, read(block), pure=False)
+                # scattered: the block goes to a worker directly, not through the scheduler
+                data = client.scatter(read(block), hash=False)
+                future = client.submit(_outputs_of_block, shared, data, pure=False)
                 block_of[future.key] = block
                 running.add(future)
 
