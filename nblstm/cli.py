@@ -7,6 +7,7 @@ from typing import Callable
 import numpy as np
 
 from . import reference, seed
+from ._dispatch import convert, cupy_usable
 
 #: Same bounds as the test suite: float64 within 1e-9, float32 within 1e-5 (relative to
 #: 1 + max|reference|) of the float64 reference.
@@ -91,8 +92,44 @@ def check(implementation=seed) -> int:
                 failures += not ok
                 print(f"{backend:<8} {dtype.name:<8} {name:<9} {error:>14.3e} {bound:>10.1e}  "
                       f"{'ok' if ok else 'MISMATCH'}")
+    failures += _check_layer()
     print("all checks passed" if not failures else f"{failures} check(s) FAILED")
     return 1 if failures else 0
+
+
+def _check_layer() -> int:
+    """``nblstm.LSTM`` (2 layers, bidirectional, a padded batch, a given state) on every
+    available backend against ``reference.layer_forward``; prints rows, returns failures."""
+    from .layers import LSTM
+    rng = np.random.default_rng(7)
+    T, B, X, H = 5, 3, 4, 3
+    x = rng.standard_normal((T, B, X))
+    state = tuple(rng.standard_normal((4, B, H)) for _ in range(2))
+    lengths = np.array([5, 2, 4])
+    failures = 0
+    for backend, status in available_backends().items():
+        if not status.startswith("available"):
+            continue
+        for dtype in CHECK_TOLERANCE:
+            lstm = LSTM(X, H, num_layers=2, bidirectional=True, dtype=dtype, seed=1)
+            expected = reference.layer_forward(lstm.parameters(), 2, True, x, state, lengths)
+            if backend == "cuda":
+                lstm.to("cuda")
+            inputs = [value.astype(dtype) for value in (x, *state)]
+            if backend == "cuda":
+                kind = "cupy" if cupy_usable() else "numba"
+                inputs = [convert(value, kind) for value in inputs]
+            out, (h_n, c_n) = lstm(inputs[0], (inputs[1], inputs[2]), lengths)
+            for name, got, ref in zip(("LSTM out", "LSTM h_n", "LSTM c_n"), (out, h_n, c_n),
+                                      expected):
+                got = np.asarray(convert(got, "numpy"), dtype=np.float64)
+                bound = CHECK_TOLERANCE[dtype] * (1 + np.max(np.abs(ref)))
+                error = np.max(np.abs(got - ref)) if got.shape == ref.shape else np.inf
+                ok = bool(error <= bound)
+                failures += not ok
+                print(f"{backend:<8} {dtype.name:<8} {name:<9} {error:>14.3e} {bound:>10.1e}  "
+                      f"{'ok' if ok else 'MISMATCH'}")
+    return failures
 
 
 def bench(args: argparse.Namespace) -> int:
