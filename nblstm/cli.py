@@ -1,5 +1,5 @@
-"""The ``nblstm`` command: ``nblstm info``, ``nblstm check``, ``nblstm bench`` and
-``nblstm demo digits|adding``."""
+"""The ``nblstm`` command: ``nblstm info``, ``nblstm check``, ``nblstm bench``,
+``nblstm demo digits|adding`` and ``nblstm infer``."""
 import argparse
 import sys
 from typing import Callable
@@ -185,6 +185,23 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def infer(args: argparse.Namespace) -> int:
+    """Batch inference over an array file (``nblstm.inference``); bad files -> exit status 2
+    with the reason on stderr, and no output file."""
+    from .inference import infer_file
+    try:
+        result = infer_file(args.model, args.inputs, args.output, batch_size=args.batch_size,
+                            scheduler=args.scheduler, progress=not args.quiet)
+    except (ValueError, TypeError, OSError, RuntimeError) as error:
+        print(f"nblstm infer: error: {error}", file=sys.stderr)
+        return 2
+    rate = result.sequences / result.seconds if result.seconds > 0 else float("inf")
+    print(f"wrote {result.output_path}: {result.dtype.name} {result.shape}, "
+          f"{result.sequences} sequences in {result.blocks} blocks, {result.seconds:.2f} s "
+          f"({rate:.0f} sequences/s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nblstm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -215,11 +232,26 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser.add_argument("--epochs", type=int, help="digits: training epochs (default 25)")
     demo_parser.add_argument("--steps", type=int, help="adding: optimizer steps (default 2000)")
     demo_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    infer_parser = commands.add_parser(
+        "infer", help="run a saved LSTM over a .npy file of sequences, block by block")
+    infer_parser.add_argument("model", help="an LSTM.save file (.npz)")
+    infer_parser.add_argument("inputs", help=".npy array in the model's layout: (T, B, X), or "
+                                             "(B, T, X) for a batch_first model")
+    infer_parser.add_argument("-o", "--output", required=True,
+                              help="the .npy file to write: (T, B, D*H) or (B, T, D*H)")
+    infer_parser.add_argument("--batch-size", type=int, default=256,
+                              help="sequences per block (default: 256)")
+    infer_parser.add_argument("--scheduler", metavar="ADDRESS",
+                              help="run the blocks on this Dask scheduler (tcp://host:8786); "
+                                   "needs nblstm[dask]")
+    infer_parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.command == "bench":
         return bench(args)
     if args.command == "demo":
         return demo(args)
+    if args.command == "infer":
+        return infer(args)
     return {"info": info, "check": check}[args.command]()
 
 
