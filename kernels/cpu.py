@@ -363,3 +363,4 @@ def reverse_axes_copy(src, dst):
                     dst_row = dst[k, j]
                     for i in range(i0, i1):
                         dst_row[i] = src[i, j, k]
+from .training_cpu import adam_update, gather_rows, scale_in_place, sgd_momentum_update, sgd_update, softmax_cross_entropy_rows, sum_of_squares  # noqa: E402,F401  (nblstm.training)

@@ -408,3 +408,4 @@ def reverse_axes_copy(src, dst):
     A strided copy from a zero-copy axes-reversed view of ``src``."""
     with _Launch(src) as run:
         run.copy(run.transpose(src), dst)
+from .training_cuda import adam_update, gather_rows, scale_in_place, sgd_momentum_update, sgd_update, softmax_cross_entropy_rows, sum_of_squares  # noqa: E402,F401  (nblstm.training)

@@ -1,4 +1,5 @@
-"""The ``nblstm`` command: ``nblstm info``, ``nblstm check`` and ``nblstm bench``."""
+"""The ``nblstm`` command: ``nblstm info``, ``nblstm check``, ``nblstm bench``,
+``nblstm demo digits|adding`` and ``nblstm infer``."""
 import argparse
 import sys
 from typing import Callable
@@ -6,6 +7,7 @@ from typing import Callable
 import numpy as np
 
 from . import reference, seed
+from ._dispatch import convert, cupy_usable
 
 #: Same bounds as the test suite: float64 within 1e-9, float32 within 1e-5 (relative to
 #: 1 + max|reference|) of the float64 reference.
@@ -91,8 +93,44 @@ def check(implementation=seed) -> int:
                 failures += not ok
                 print(f"{backend:<8} {dtype.name:<8} {name:<9} {error:>14.3e} {bound:>10.1e}  "
                       f"{'ok' if ok else 'MISMATCH'}")
+    failures += _check_layer()
     print("all checks passed" if not failures else f"{failures} check(s) FAILED")
     return 1 if failures else 0
+
+
+def _check_layer() -> int:
+    """``nblstm.LSTM`` (2 layers, bidirectional, a padded batch, a given state) on every
+    available backend against ``reference.layer_forward``; prints rows, returns failures."""
+    from .layers import LSTM
+    rng = np.random.default_rng(7)
+    T, B, X, H = 5, 3, 4, 3
+    x = rng.standard_normal((T, B, X))
+    state = tuple(rng.standard_normal((4, B, H)) for _ in range(2))
+    lengths = np.array([5, 2, 4])
+    failures = 0
+    for backend, status in available_backends().items():
+        if not status.startswith("available"):
+            continue
+        for dtype in CHECK_TOLERANCE:
+            lstm = LSTM(X, H, num_layers=2, bidirectional=True, dtype=dtype, seed=1)
+            expected = reference.layer_forward(lstm.parameters(), 2, True, x, state, lengths)
+            if backend == "cuda":
+                lstm.to("cuda")
+            inputs = [value.astype(dtype) for value in (x, *state)]
+            if backend == "cuda":
+                kind = "cupy" if cupy_usable() else "numba"
+                inputs = [convert(value, kind) for value in inputs]
+            out, (h_n, c_n) = lstm(inputs[0], (inputs[1], inputs[2]), lengths)
+            for name, got, ref in zip(("LSTM out", "LSTM h_n", "LSTM c_n"), (out, h_n, c_n),
+                                      expected):
+                got = np.asarray(convert(got, "numpy"), dtype=np.float64)
+                bound = CHECK_TOLERANCE[dtype] * (1 + np.max(np.abs(ref)))
+                error = np.max(np.abs(got - ref)) if got.shape == ref.shape else np.inf
+                ok = bool(error <= bound)
+                failures += not ok
+                print(f"{backend:<8} {dtype.name:<8} {name:<9} {error:>14.3e} {bound:>10.1e}  "
+                      f"{'ok' if ok else 'MISMATCH'}")
+    return failures
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -120,6 +158,51 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo(args: argparse.Namespace) -> int:
+    """Run one of the demos of ``nblstm.demos``; exit status 2 (and the pip command to run)
+    when the optional packages of the ``examples`` extra are missing."""
+    from . import demos
+    missing = demos.missing_packages(args.demo)
+    if missing:
+        print(f"nblstm demo {args.demo} needs {', '.join(missing)}, which "
+              f"{'is' if len(missing) == 1 else 'are'} not installed. Install the examples "
+              f"extra:\n    {demos.EXTRAS_HINT}", file=sys.stderr)
+        return 2
+    options = {"seed": args.seed, "plot_path": args.plot or f"{args.demo}_loss.png",
+               "progress": not args.no_progress}
+    for option, applies_to in (("epochs", "digits"), ("steps", "adding")):
+        value = getattr(args, option)
+        if value is None:
+            continue
+        if args.demo != applies_to:
+            print(f"--{option} applies to 'nblstm demo {applies_to}' only", file=sys.stderr)
+            return 2
+        if value < 1:
+            print(f"--{option} must be at least 1, got {value}", file=sys.stderr)
+            return 2
+        options[option] = value
+    result = demos.DEMOS[args.demo](**options)
+    print(result.summary())
+    return 0
+
+
+def infer(args: argparse.Namespace) -> int:
+    """Batch inference over an array file (``nblstm.inference``); bad files -> exit status 2
+    with the reason on stderr, and no output file."""
+    from .inference import infer_file
+    try:
+        result = infer_file(args.model, args.inputs, args.output, batch_size=args.batch_size,
+                            scheduler=args.scheduler, progress=not args.quiet)
+    except (ValueError, TypeError, OSError, RuntimeError) as error:
+        print(f"nblstm infer: error: {error}", file=sys.stderr)
+        return 2
+    rate = result.sequences / result.seconds if result.seconds > 0 else float("inf")
+    print(f"wrote {result.output_path}: {result.dtype.name} {result.shape}, "
+          f"{result.sequences} sequences in {result.blocks} blocks, {result.seconds:.2f} s "
+          f"({rate:.0f} sequences/s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nblstm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -139,9 +222,37 @@ def main(argv: list[str] | None = None) -> int:
                               help="skip the (slow) NumPy reference")
     bench_parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     bench_parser.add_argument("--plot", metavar="PATH", help="write a PNG chart of the ratios")
+    demo_parser = commands.add_parser(
+        "demo", help="train an LSTM on a real task: the digits or the adding problem")
+    demo_parser.add_argument("demo", choices=["digits", "adding"],
+                             help="digits: scikit-learn's 8x8 digits, 8 steps of 8 features; "
+                                  "adding: the adding problem, T=100")
+    demo_parser.add_argument("--seed", type=int, default=0, help="seed of data and weights")
+    demo_parser.add_argument("--plot", metavar="PATH",
+                             help="where to save the loss curve (default: ./<demo>_loss.png)")
+    demo_parser.add_argument("--epochs", type=int, help="digits: training epochs (default 25)")
+    demo_parser.add_argument("--steps", type=int, help="adding: optimizer steps (default 2000)")
+    demo_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    infer_parser = commands.add_parser(
+        "infer", help="run a saved LSTM over a .npy file of sequences, block by block")
+    infer_parser.add_argument("model", help="an LSTM.save file (.npz)")
+    infer_parser.add_argument("inputs", help=".npy array in the model's layout: (T, B, X), or "
+                                             "(B, T, X) for a batch_first model")
+    infer_parser.add_argument("-o", "--output", required=True,
+                              help="the .npy file to write: (T, B, D*H) or (B, T, D*H)")
+    infer_parser.add_argument("--batch-size", type=int, default=256,
+                              help="sequences per block (default: 256)")
+    infer_parser.add_argument("--scheduler", metavar="ADDRESS",
+                              help="run the blocks on this Dask scheduler (tcp://host:8786); "
+                                   "needs nblstm[dask]")
+    infer_parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.command == "bench":
         return bench(args)
+    if args.command == "demo":
+        return demo(args)
+    if args.command == "infer":
+        return infer(args)
     return {"info": info, "check": check}[args.command]()
 
 

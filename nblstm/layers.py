@@ -246,12 +246,15 @@ class LSTM:
         rows = self.num_layers * self.num_directions
         return (rows, self.hidden_size) if unbatched else (rows, B, self.hidden_size)
 
-    def _check_pair(self, name: str, pair: Any, shape: tuple, backend: Backend) -> None:
+    def _check_pair(self, name: str, pair: Any, shape: tuple, backend: Backend,
+                    none_allowed: bool = False) -> None:
         parts = ("h", "c") if name == "state" else ("dh_n", "dc_n")
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
             raise TypeError(f"{name} must be a pair ({parts[0]}, {parts[1]}) of arrays of shape "
                             f"{describe_shape(shape)}, got {type(pair).__name__}")
         for part, value in zip(parts, pair):
+            if value is None and none_allowed:
+                continue
             self._check_array(f"{name} {part}", value, backend)
             if tuple(value.shape) != shape:
                 raise ValueError(f"{name} {part} must have shape {describe_shape(shape)} "
@@ -409,12 +412,15 @@ class LSTM:
 
     # ------------------------------------------------------------------ backward
 
-    def backward(self, cache: LSTMCache, d_out: Any, d_state: tuple | None = None) -> tuple:
+    def backward(self, cache: LSTMCache, d_out: Any = None,
+                 d_state: tuple | None = None) -> tuple:
         """Gradients of a loss through a training forward: ``dx, (dh0, dc0), grads``.
 
         cache    what ``forward(..., train=True)`` returned
-        d_out    dLoss/d(out), the shape of ``out``; ignored past each sequence's end
-        d_state  None, or ``(dh_n, dc_n)``: dLoss/d(h_n), dLoss/d(c_n), the states' shape
+        d_out    dLoss/d(out), the shape of ``out`` (ignored past each sequence's end), or
+                 None when the loss does not use ``out``
+        d_state  None, or ``(dh_n, dc_n)``: dLoss/d(h_n), dLoss/d(c_n), the states' shape;
+                 either may be None (the loss does not use it)
         dx       dLoss/dx (zero past each sequence's end); ``dh0``, ``dc0``: dLoss/d(state)
         grads    ``{name: dLoss/d(parameter)}`` with the keys and shapes of ``parameters()``
         """
@@ -424,32 +430,40 @@ class LSTM:
         if cache.model_id != id(self):
             raise ValueError("cache was made by a different LSTM")
         backend = cache.backend
-        d_out = with_array_attributes(d_out)
-        if isinstance(d_state, (tuple, list)):
-            d_state = tuple(with_array_attributes(s) for s in d_state)
-        self._check_array("d_out", d_out, backend)
-        if tuple(d_out.shape) != cache.output_shape:
-            raise ValueError(f"d_out must have the shape of out, "
-                             f"{describe_shape(cache.output_shape)}, got "
-                             f"{describe_shape(d_out.shape)}")
+        if d_out is not None:
+            d_out = with_array_attributes(d_out)
+            self._check_array("d_out", d_out, backend)
+            if tuple(d_out.shape) != cache.output_shape:
+                raise ValueError(f"d_out must have the shape of out, "
+                                 f"{describe_shape(cache.output_shape)}, got "
+                                 f"{describe_shape(d_out.shape)}")
         state_shape = self._state_shape(cache.B, cache.unbatched)
         if d_state is not None:
-            self._check_pair("d_state", d_state, state_shape, backend)
+            if isinstance(d_state, (tuple, list)):
+                d_state = tuple(None if s is None else with_array_attributes(s)
+                                for s in d_state)
+            self._check_pair("d_state", d_state, state_shape, backend, none_allowed=True)
         xp = backend.xp
         T, B, D, H = cache.T, cache.B, self.num_directions, self.hidden_size
-        d_out = backend.adopt(d_out)
-        if cache.unbatched:
-            d_layer = xp.ascontiguousarray(d_out).reshape(T, 1, D * H)
+        if d_out is None:
+            d_layer = xp.zeros((T, B, D * H), dtype=self.dtype)
+        elif cache.unbatched:
+            d_layer = xp.ascontiguousarray(backend.adopt(d_out)).reshape(T, 1, D * H)
         elif self.batch_first:
-            d_layer = xp.ascontiguousarray(transposed(d_out, (1, 0, 2)))
+            d_layer = xp.ascontiguousarray(transposed(backend.adopt(d_out), (1, 0, 2)))
         else:
-            d_layer = xp.ascontiguousarray(d_out)
-        if d_state is None:
-            dh_n_all = xp.zeros((self.num_layers * D, B, H), dtype=self.dtype)
-            dc_n_all = dh_n_all
-        else:
-            dh_n_all, dc_n_all = (xp.ascontiguousarray(backend.adopt(s)).reshape(
-                self.num_layers * D, B, H) for s in d_state)
+            d_layer = xp.ascontiguousarray(backend.adopt(d_out))
+        zeros = None
+        d_final = []
+        for part in (d_state if d_state is not None else (None, None)):
+            if part is None:
+                if zeros is None:
+                    zeros = xp.zeros((self.num_layers * D, B, H), dtype=self.dtype)
+                d_final.append(zeros)
+            else:
+                d_final.append(xp.ascontiguousarray(backend.adopt(part)).reshape(
+                    self.num_layers * D, B, H))
+        dh_n_all, dc_n_all = d_final
         kernel_lengths = cache.lengths if cache.lengths is not None else ops.full_lengths(
             backend, T, B)
 

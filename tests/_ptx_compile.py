@@ -27,9 +27,10 @@ cuda_dispatcher.get_current_device = lambda: _OfflineDevice
 
 from nblstm.kernels import cuda as kernels  # noqa: E402
 from nblstm.kernels import cuda_arrays  # noqa: E402
+from nblstm.kernels import training_cuda  # noqa: E402
 
 #: Every module whose ``@cuda.jit`` kernels must all be compiled here.
-KERNEL_MODULES = (kernels, cuda_arrays)
+KERNEL_MODULES = (kernels, cuda_arrays, training_cuda)
 
 
 def signatures(ty):
@@ -51,6 +52,23 @@ def signatures(ty):
         "_copy_1d_kernel": (cuda_arrays._copy_1d_kernel, (ty[:], a1)),
         "_copy_2d_kernel": (cuda_arrays._copy_2d_kernel, (any2, a2)),
         "_copy_3d_kernel": (cuda_arrays._copy_3d_kernel, (ty[:, :, :], a3)),
+        **training_signatures(ty),
+    }
+
+
+def training_signatures(ty):
+    """The kernels of ``nblstm.training`` (``kernels/training_cuda.py``)."""
+    a1, a2 = ty[::1], ty[:, ::1]
+    k = training_cuda
+    return {
+        "_sgd_kernel": (k._sgd_kernel, (a1, a1, ty, ty)),
+        "_sgd_momentum_kernel": (k._sgd_momentum_kernel, (a1, a1, a1, ty, ty, ty, boolean)),
+        "_adam_kernel": (k._adam_kernel, (a1, a1, a1, a1) + (ty,) * 7),
+        "_partial_sums_of_squares_kernel": (k._partial_sums_of_squares_kernel, (a1, a1)),
+        "_scale_kernel": (k._scale_kernel, (a1, ty)),
+        "_softmax_cross_entropy_kernel": (k._softmax_cross_entropy_kernel,
+                                          (ty[:, :], int64[:], a2, a1, ty)),
+        "_gather_rows_kernel": (k._gather_rows_kernel, (a2, int64[::1], a2)),
     }
 
 

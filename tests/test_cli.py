@@ -32,7 +32,9 @@ def test_check_passes_and_prints_a_table():
         if backend == "cuda" and len(rows) == 1:
             assert "skipped (not available" in rows[0]  # no GPU and no simulator
             continue
-        assert len(rows) == 2 * 13, backend  # two dtypes x (a, y, c + 10 gradients)
+        # two dtypes x (a, y, c + 10 gradients of the seed API; out, h_n, c_n of the layer)
+        assert len(rows) == 2 * 13 + 2 * 3, backend
+        assert sum("LSTM" in row for row in rows) == 6
         assert all(row.endswith("ok") for row in rows)
 
 

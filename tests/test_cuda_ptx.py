@@ -46,3 +46,4 @@ def test_every_cuda_kernel_compiles_to_ptx_and_float32_stays_float32():
             assert record["f64_instructions"] == 0, (cc, kernel, record["f64_examples"])
     # float64 kernels that do arithmetic really use double precision
     assert compiled[((7, 5), "float64", "_gates_forward_kernel")]["f64_instructions"] > 0
+    assert compiled[((7, 5), "float64", "_adam_kernel")]["f64_instructions"] > 0

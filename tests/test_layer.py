@@ -6,45 +6,14 @@ import numpy as np
 import pytest
 
 import nblstm
-from nblstm import ops
+from nblstm import ops, reference
 from nblstm._dispatch import Backend
 
 
 def reference_lstm(lstm, x, state=None, lengths=None):
-    """Plain NumPy, one step at a time: the layer's semantics spelled out (time-major x,
-    (T, B, X); returns out (T, B, D*H), h_n, c_n (L*D, B, H))."""
-    p = {name: np.asarray(value, dtype=np.float64) for name, value in lstm.parameters().items()}
-    T, B, _ = x.shape
-    H, D = lstm.hidden_size, lstm.num_directions
-    lengths = np.full(B, T) if lengths is None else np.asarray(lengths)
-    if state is None:
-        state = (np.zeros((lstm.num_layers * D, B, H)),) * 2
-    layer_input = np.asarray(x, dtype=np.float64)
-    h_n, c_n = [], []
-    sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
-    for layer in range(lstm.num_layers):
-        outputs = []
-        for direction, suffix in enumerate([f"_l{layer}", f"_l{layer}_reverse"][:D]):
-            out = np.zeros((T, B, H))
-            h_last, c_last = np.zeros((B, H)), np.zeros((B, H))
-            for b in range(B):
-                h = state[0][layer * D + direction, b].astype(np.float64)
-                c = state[1][layer * D + direction, b].astype(np.float64)
-                steps = range(lengths[b]) if direction == 0 else reversed(range(lengths[b]))
-                for t in steps:
-                    z = p["weight_ih" + suffix] @ layer_input[t, b] + p["weight_hh" + suffix] @ h
-                    if lstm.bias:
-                        z = z + p["bias_ih" + suffix] + p["bias_hh" + suffix]
-                    i, f, g, o = np.split(z, 4)
-                    c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
-                    h = sigmoid(o) * np.tanh(c)
-                    out[t, b] = h
-                h_last[b], c_last[b] = h, c
-            outputs.append(out)
-            h_n.append(h_last)
-            c_n.append(c_last)
-        layer_input = np.concatenate(outputs, axis=2)
-    return layer_input, np.stack(h_n), np.stack(c_n)
+    """The plain NumPy oracle (``nblstm.reference.layer_forward``) for this model."""
+    return reference.layer_forward({k: np.asarray(v) for k, v in lstm.parameters().items()},
+                                   lstm.num_layers, lstm.bidirectional, x, state, lengths)
 
 
 def model_on(backend, *args, **kwargs):
@@ -180,6 +149,24 @@ def test_in_place_parameter_updates_are_seen_by_the_next_call(backend):
     expected, _ = fresh(x)
     np.testing.assert_allclose(backend.get(after), expected, rtol=1e-12, atol=1e-12)
     assert not np.allclose(backend.get(before), expected)
+
+
+def test_unused_outputs_take_none_as_their_gradient(backend):
+    """``d_out=None`` and ``None`` inside ``d_state`` mean "the loss does not use it"."""
+    lstm = model_on(backend, 3, 2, num_layers=2, bidirectional=True, dtype=np.float64, seed=6)
+    x = backend.put(small_problem())
+    dh_n = np.random.default_rng(0).standard_normal((4, 3, 2))
+    _, _, cache = lstm.forward(x, train=True)
+    expected = lstm.backward(cache, backend.put(np.zeros((4, 3, 4))),
+                             (backend.put(dh_n), backend.put(np.zeros((4, 3, 2)))))
+    _, _, cache = lstm.forward(x, train=True)
+    got = lstm.backward(cache, None, (backend.put(dh_n), None))
+    np.testing.assert_array_equal(backend.get(got[0]), backend.get(expected[0]))
+    for name in expected[2]:
+        np.testing.assert_array_equal(backend.get(got[2][name]), backend.get(expected[2][name]))
+    _, _, cache = lstm.forward(x, train=True)
+    nothing = lstm.backward(cache)
+    assert not np.any(backend.get(nothing[0])) and not np.any(backend.get(nothing[2]["bias_ih_l0"]))
 
 
 def test_weights_between_forward_and_backward_do_not_change_the_gradients():

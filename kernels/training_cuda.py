@@ -1,0 +1,165 @@
+"""CUDA kernels (numba-cuda) of the training helpers: the GPU twin of ``training_cpu.py``.
+
+Same functions, same argument order as ``kernels/training_cpu.py`` (see there for shapes)
+and the same per-element math: both call ``training_math.py``; ``nblstm.kernels.cuda`` re-exports
+them. The arrays are all CuPy arrays or all numba device arrays; kernels launch through
+``kernels/cuda.py``'s ``_Launch`` (CuPy's current stream and the arrays' device for CuPy
+arrays, the default stream for numba device arrays).
+
+- Elementwise kernels use grid-stride loops over a capped grid (small in the simulator,
+  where every thread runs as Python).
+- ``sum_of_squares``: each thread sums the squares of its elements in the data's dtype into
+  its own slot of a partial array; the partials are summed in float64 on the host (there is
+  a host value to return anyway). Deterministic: no atomics.
+- float32 kernels do float32 math: the scalars arrive in the data's dtype and constants are
+  typed like the data (checked on PTX by ``tests/test_cuda_ptx.py``).
+"""
+import math
+
+import numpy as np
+
+from . import training_math as math_
+from .cuda_target import SIMULATOR, cuda
+
+_THREADS = 32 if SIMULATOR else 256
+_MAX_BLOCKS = 2 if SIMULATOR else 1024
+
+# The simulator hands kernels its own array objects, which an @njit function cannot take
+# (scalar-only ones like adam_step are fine): there, run the same function's Python source.
+_cross_entropy_row = (math_.cross_entropy_row.py_func if SIMULATOR
+                      else math_.cross_entropy_row)
+
+
+# ----------------------------------------------------------------------------- kernels
+
+@cuda.jit
+def _sgd_kernel(param, grad, lr, weight_decay):
+    for k in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
+        param[k] = math_.sgd_step(param[k], grad[k], lr, weight_decay)
+
+
+@cuda.jit
+def _sgd_momentum_kernel(param, grad, buffer, lr, momentum, weight_decay, nesterov):
+    for k in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
+        param[k], buffer[k] = math_.sgd_momentum_step(param[k], grad[k], buffer[k], lr,
+                                                      momentum, weight_decay, nesterov)
+
+
+@cuda.jit
+def _adam_kernel(param, grad, exp_avg, exp_avg_sq, step_size, one_minus_beta1, beta2,
+                 one_minus_beta2, eps, weight_decay, bias_correction2_sqrt):
+    for k in range(cuda.grid(1), param.shape[0], cuda.gridsize(1)):
+        param[k], exp_avg[k], exp_avg_sq[k] = math_.adam_step(
+            param[k], grad[k], exp_avg[k], exp_avg_sq[k], step_size, one_minus_beta1, beta2,
+            one_minus_beta2, eps, weight_decay, bias_correction2_sqrt)
+
+
+@cuda.jit
+def _partial_sums_of_squares_kernel(a, partial):
+    """``partial[thread]`` = sum of the squares of the elements this thread visits."""
+    start = cuda.grid(1)
+    total = type(a[0])(0)
+    for k in range(start, a.shape[0], cuda.gridsize(1)):
+        total += a[k] * a[k]
+    if start < partial.shape[0]:
+        partial[start] = total
+
+
+@cuda.jit
+def _scale_kernel(a, factor):
+    for k in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
+        a[k] = a[k] * factor
+
+
+@cuda.jit
+def _softmax_cross_entropy_kernel(logits, targets, dlogits, losses, scale):
+    """One thread per row; see ``training_cpu.softmax_cross_entropy_rows``."""
+    r = cuda.grid(1)
+    if r < logits.shape[0]:
+        losses[r] = _cross_entropy_row(logits[r], targets[r], dlogits[r], scale)
+
+
+@cuda.jit
+def _gather_rows_kernel(src, index, dst):
+    """``dst[i, k] = src[index[i], k]``, one thread per element of ``dst`` (grid-stride)."""
+    cols = dst.shape[1]
+    for flat in range(cuda.grid(1), dst.shape[0] * cols, cuda.gridsize(1)):
+        i = flat // cols
+        k = flat - i * cols
+        dst[i, k] = src[index[i], k]
+
+
+# ------------------------------------------------------------------------- host side
+
+def _launch(like):
+    """``kernels.cuda._Launch`` for ``like``'s arrays. Imported here, at call time:
+    ``kernels/cuda.py`` imports this module at its end, so a module-level import would be
+    circular whichever of the two is imported first."""
+    from .cuda import _Launch
+    return _Launch(like)
+
+
+def _grid(n: int) -> tuple[int, int]:
+    """(blocks, threads) for a grid-stride loop over ``n`` items."""
+    return max(1, min(math.ceil(n / _THREADS), _MAX_BLOCKS)), _THREADS
+
+
+def sgd_update(param, grad, lr, weight_decay):
+    """Plain SGD step in place; see ``training_cpu.sgd_update``."""
+    with _launch(param) as run:
+        blocks, threads = _grid(param.shape[0])
+        _sgd_kernel[blocks, threads, run.stream](run.kernel_arg(param), run.kernel_arg(grad),
+                                                 lr, weight_decay)
+
+
+def sgd_momentum_update(param, grad, buffer, lr, momentum, weight_decay, nesterov):
+    """SGD step with momentum in place; see ``training_cpu.sgd_momentum_update``."""
+    with _launch(param) as run:
+        blocks, threads = _grid(param.shape[0])
+        _sgd_momentum_kernel[blocks, threads, run.stream](
+            *(run.kernel_arg(a) for a in (param, grad, buffer)), lr, momentum, weight_decay,
+            nesterov)
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, step_size, one_minus_beta1, beta2,
+                one_minus_beta2, eps, weight_decay, bias_correction2_sqrt):
+    """Adam step in place; see ``training_cpu.adam_update``."""
+    with _launch(param) as run:
+        blocks, threads = _grid(param.shape[0])
+        _adam_kernel[blocks, threads, run.stream](
+            *(run.kernel_arg(a) for a in (param, grad, exp_avg, exp_avg_sq)), step_size,
+            one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, bias_correction2_sqrt)
+
+
+def sum_of_squares(a) -> float:
+    """``sum(a ** 2)`` of a non-empty 1-D array as a Python float; see
+    ``training_cpu.sum_of_squares``. Waits for the GPU (the value goes to the host)."""
+    with _launch(a) as run:
+        blocks, threads = _grid(a.shape[0])
+        partial = run.zeros((blocks * threads,), a.dtype)
+        _partial_sums_of_squares_kernel[blocks, threads, run.stream](run.kernel_arg(a),
+                                                                     run.kernel_arg(partial))
+        host = partial.get() if run.cupy is not None else partial.copy_to_host()
+    return float(host.astype(np.float64).sum())
+
+
+def scale_in_place(a, factor):
+    """``a *= factor`` in place; see ``training_cpu.scale_in_place``."""
+    with _launch(a) as run:
+        blocks, threads = _grid(a.shape[0])
+        _scale_kernel[blocks, threads, run.stream](run.kernel_arg(a), factor)
+
+
+def softmax_cross_entropy_rows(logits, targets, dlogits, losses, scale):
+    """Per-row softmax cross-entropy; see ``training_cpu.softmax_cross_entropy_rows``."""
+    with _launch(logits) as run:
+        run.launch_1d(_softmax_cross_entropy_kernel, logits.shape[0])(
+            *(run.kernel_arg(a) for a in (logits, targets, dlogits, losses)), scale)
+
+
+def gather_rows(src, index, dst):
+    """``dst[i, :] = src[index[i], :]``; see ``training_cpu.gather_rows``."""
+    with _launch(src) as run:
+        blocks, threads = _grid(dst.shape[0] * dst.shape[1])
+        _gather_rows_kernel[blocks, threads, run.stream](
+            *(run.kernel_arg(a) for a in (src, index, dst)))

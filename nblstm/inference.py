@@ -1,0 +1,202 @@
+"""Batch inference over array files (``nblstm infer``): files larger than memory, locally or
+on a Dask scheduler.
+
+- The model is an ``LSTM.save`` file (``.npz``); the inputs a ``.npy`` array in the model's
+  layout, ``(T, B, X)`` or ``(B, T, X)`` with ``batch_first``, of the model's dtype.
+- The input is memory-mapped (``np.load(mmap_mode="r")``) and read ``batch_size`` sequences
+  at a time; the outputs ``(T, B, D*H)`` (or ``(B, T, D*H)``) are written block by block
+  into a ``.npy`` opened with ``np.lib.format.open_memmap``. Memory use is a few blocks,
+  whatever the file sizes.
+- The output goes to a temporary name beside the final one and is renamed when complete:
+  a bad file or a failure midway leaves nothing under the final name (and an existing file
+  there untouched).
+- With a scheduler address, blocks run as tasks on the Dask cluster (``distributed``): the
+  weights are sent to every worker once; this process reads the blocks from the file and
+  writes the results, keeping a few blocks per worker in flight. The workers need no
+  access to the files.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._validate import describe_shape
+from .layers import LSTM
+
+#: Blocks in flight per worker on a Dask cluster: one running, one queued, one travelling.
+BLOCKS_IN_FLIGHT_PER_WORKER = 3
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    """What ``infer_file`` wrote."""
+    output_path: str
+    shape: tuple
+    dtype: np.dtype
+    sequences: int
+    blocks: int
+    seconds: float
+
+
+def open_inputs(path: str | os.PathLike, model: LSTM) -> np.ndarray:
+    """The input file memory-mapped read-only, after checking it fits ``model``."""
+    path = os.fspath(path)
+    layout = "(B, T, X)" if model.batch_first else "(T, B, X)"
+    try:
+        inputs = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # a bad header, a truncated file, a pickle: all unreadable
+        raise ValueError(f"{path} is not a readable .npy array file: {error}") from error
+    if not isinstance(inputs, np.ndarray):  # an .npz archive
+        inputs.close()
+        raise ValueError(f"{path} is an .npz archive; nblstm infer reads one .npy array")
+    if inputs.dtype != model.dtype:
+        raise TypeError(f"{path} holds {inputs.dtype} values; the model is {model.dtype.name} "
+                        f"(convert the file, e.g. np.save(path, x.astype('{model.dtype.name}')))")
+    if inputs.ndim != 3:
+        raise ValueError(f"{path} must hold a 3-D array {layout}, got shape "
+                         f"{describe_shape(inputs.shape)}")
+    if inputs.shape[2] != model.input_size:
+        raise ValueError(f"{path} must have {model.input_size} features (the model's "
+                         f"input_size) in its last axis {layout}, got shape "
+                         f"{describe_shape(inputs.shape)}")
+    if min(inputs.shape) < 1:
+        raise ValueError(f"{path} must hold at least one time step and one sequence, got "
+                         f"shape {describe_shape(inputs.shape)}")
+    return inputs
+
+
+def infer_file(model_path: str | os.PathLike, input_path: str | os.PathLike,
+               output_path: str | os.PathLike, batch_size: int = 256,
+               scheduler: str | None = None, progress: bool = True) -> InferenceResult:
+    """Run the saved model over every sequence of ``input_path`` into ``output_path``.
+
+    batch_size  sequences per block (one task on a cluster)
+    scheduler   None: in this process; else a Dask scheduler address ("tcp://host:8786")
+    progress    a progress bar on stderr (tqdm when installed)
+
+    Bad files raise ``ValueError``/``TypeError`` naming the file, before anything is
+    written; ``FileNotFoundError`` for a missing one.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    model = LSTM.load(model_path)
+    inputs = open_inputs(input_path, model)
+    batch_axis = 0 if model.batch_first else 1
+    out_shape = list(inputs.shape)
+    out_shape[2] = model.num_directions * model.hidden_size
+    B = inputs.shape[batch_axis]
+    blocks = [slice(start, min(start + batch_size, B)) for start in range(0, B, batch_size)]
+
+    def read(block: slice) -> np.ndarray:
+        index = (block,) if batch_axis == 0 else (slice(None), block)
+        return np.ascontiguousarray(inputs[index])
+
+    output_path = os.fspath(output_path)
+    temporary = f"{output_path}.{os.getpid()}.tmp"
+    started = time.perf_counter()
+    try:
+        outputs = np.lib.format.open_memmap(temporary, mode="w+", dtype=model.dtype,
+                                            shape=tuple(out_shape))
+        run = _run_on_cluster if scheduler is not None else _run_locally
+        with _ProgressBar(B, progress) as bar:
+            for block, result in run(model, blocks, read, scheduler):
+                index = (block,) if batch_axis == 0 else (slice(None), block)
+                outputs[index] = result
+                bar(block.stop - block.start)
+        outputs.flush()
+        del outputs
+        os.replace(temporary, output_path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return InferenceResult(output_path, tuple(out_shape), model.dtype, B, len(blocks),
+                           time.perf_counter() - started)
+
+
+Blocks = Iterator[tuple[slice, np.ndarray]]
+
+
+def _run_locally(model: LSTM, blocks: list[slice], read: Callable, scheduler: None) -> Blocks:
+    for block in blocks:
+        out, _ = model(read(block))
+        yield block, out
+
+
+def _outputs_of_block(model: Any, x_block: np.ndarray) -> np.ndarray:
+    """One task on a worker: the outputs of one block (the states stay there)."""
+    from .dask import forward_block
+    return forward_block(model, x_block, None, None)[0]
+
+
+def _run_on_cluster(model: LSTM, blocks: list[slice], read: Callable, scheduler: str) -> Blocks:
+    """Blocks as tasks on the scheduler's workers, a bounded number in flight; yields them
+    as they finish (in any order)."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError as error:
+        raise RuntimeError("--scheduler needs distributed: pip install 'nblstm[dask]'") \
+            from error
+    from .dask import SharedModel
+
+    with Client(scheduler) as client:
+        workers = max(len(client.scheduler_info()["workers"]), 1)
+        shared = client.scatter(SharedModel(model), broadcast=True)
+        pending = iter(blocks)
+        running = as_completed()
+        block_of = {}
+
+        def submit_next() -> None:
+            block = next(pending, None)
+            if block is not None:
+                # scattered: the block goes to a worker directly, not through the scheduler
+                data = client.scatter(read(block), hash=False)
+                future = client.submit(_outputs_of_block, shared, data, pure=False)
+                block_of[future.key] = block
+                running.add(future)
+
+        for _ in range(BLOCKS_IN_FLIGHT_PER_WORKER * workers):
+            submit_next()
+        for future in running:
+            result = future.result()  # a task's exception is raised here
+            yield block_of.pop(future.key), result
+            future.release()
+            submit_next()
+
+
+class _ProgressBar:
+    """``with _ProgressBar(total, enabled) as advance: advance(n)``: tqdm on stderr when
+    installed, else a plain counter line."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled, self.done, self._tqdm = total, enabled, 0, None
+
+    def __enter__(self) -> Callable[[int], None]:
+        if self.enabled:
+            try:
+                from tqdm import tqdm
+                self._tqdm = tqdm(total=self.total, unit="seq", file=sys.stderr)
+            except ImportError:
+                pass
+        return self.advance
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self._tqdm is not None:
+            self._tqdm.update(n)
+        elif self.enabled:
+            print(f"\r{self.done}/{self.total} sequences", end="", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._tqdm is not None:
+            self._tqdm.close()
+        elif self.enabled:
+            print(file=sys.stderr)
