@@ -178,7 +178,7 @@ def lstm_sequence_backward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: n
     """
     B = x.shape[1]
     H = h0.shape[1]
-    plan = gemm_plan.plan(x.dtype, B * H * 4 * H)
+    plan = gemm_plan.plan(x.dtype, B * H * 4 * H, backward=True)
     x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n, lengths = (
         np.ascontiguousarray(a)
         for a in (x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n, lengths))

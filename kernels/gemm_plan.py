@@ -1,9 +1,12 @@
 """Which GEMM the CPU LSTM kernels use: the packed micro-kernel (which tile, threaded or not)
 or plain BLAS. Decided per call, from the environment variable ``NBLSTM_CPU_GEMM``:
 
-    auto (default)   the tile for this CPU's features, threads when worth it (below); for
-                     steps too small to thread (tiny shapes), BLAS per step: measured 5-40%
-                     faster there (fewer calls and buffers per pass)
+    auto (default)   forward: the tile for this CPU's features, threads when worth it
+                     (below); for steps too small to thread (tiny shapes), BLAS per step:
+                     measured 5-40% faster there (fewer calls and buffers per pass).
+                     backward: BLAS (the packed backward measured slower at mid float64 and
+                     at large shapes: 841 vs 527 ms at (100,128,512,512) float32 training;
+                     its weight-gradient GEMMs read dz with a 4H stride, unpacked)
     blas             numba's ``np.dot`` (scipy's BLAS) per step: the original design
     <tile>           a tile of ``packed_gemm.TILES`` (avx512, avx2, sse) on any CPU
     <tile>-serial    that tile on the calling thread only
@@ -101,15 +104,16 @@ def choice() -> str:
     raise ValueError(f"{ENVIRONMENT_VARIABLE}={value!r}: expected one of {names}")
 
 
-def plan(dtype, step_macs: int) -> Plan | None:
+def plan(dtype, step_macs: int, backward: bool = False) -> Plan | None:
     """The configuration for a call on ``dtype`` data whose recurrent product has
-    ``step_macs`` multiply-adds per step; ``None`` means plain BLAS."""
+    ``step_macs`` multiply-adds per step (``backward``: for the backward pass); ``None``
+    means plain BLAS."""
     value = choice()
     if value == "blas":
         return None
     tile, _, mode = value.partition("-")
     if tile == "auto":
-        if step_macs < PARALLEL_MIN_STEP_MACS:
+        if step_macs < PARALLEL_MIN_STEP_MACS or backward:
             return None
         tile = tile_for_this_cpu()
     if mode == "serial":
@@ -147,5 +151,6 @@ def describe() -> str:
         threads = (f"parallel per step when B*H*4H >= {PARALLEL_MIN_STEP_MACS} ({why})" if usable
                    else f"serial: {why}")
         if tile_is_auto:
-            threads += f"; BLAS per step below B*H*4H = {PARALLEL_MIN_STEP_MACS}"
+            threads += (f"; BLAS per step below B*H*4H = {PARALLEL_MIN_STEP_MACS}"
+                        f" and in the backward pass")
     return f"packed micro-kernel, tile {tile} ({shape}; {source}); {threads}"

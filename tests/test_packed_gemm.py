@@ -270,6 +270,9 @@ def test_switch_values(monkeypatch):
     monkeypatch.setenv("NBLSTM_CPU_GEMM", "auto")
     assert gemm_plan.plan(np.float32, 10 ** 9).tile == gemm_plan.tile_for_this_cpu()
     assert gemm_plan.plan(np.float32, 1) is None  # tiny steps: BLAS per step is faster
+    assert gemm_plan.plan(np.float32, 10 ** 9, backward=True) is None  # measured faster
+    monkeypatch.setenv("NBLSTM_CPU_GEMM", "avx2")
+    assert gemm_plan.plan(np.float32, 10 ** 9, backward=True).tile == "avx2"  # forced: packed
     monkeypatch.setenv("NBLSTM_CPU_GEMM", "avx1024")
     with pytest.raises(ValueError, match="NBLSTM_CPU_GEMM"):
         gemm_plan.plan(np.float32, 1)
