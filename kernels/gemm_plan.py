@@ -26,10 +26,13 @@ import numpy as np
 from .packed_gemm import TILE_IDS, TILES
 
 ENVIRONMENT_VARIABLE = "NBLSTM_CPU_GEMM"
-#: Multiply-adds of one step's recurrent product (B * H * 4H) below which threading a step
-#: does not pay for its parallel region (measured on a 2-core AVX-512 machine: at
-#: B=16, H=64 (262k) the serial loop is still faster, at B=64, H=256 the parallel one).
-PARALLEL_MIN_STEP_MACS = 1 << 20
+#: Multiply-adds of one step's recurrent product (B * H * 4H) below which ``auto`` runs BLAS
+#: per step instead of the threaded packed kernel. Measured on a 2-core AVX-512 machine:
+#: at B=16, H=64 (262k) the serial loop is still faster; at B=64, H=64 (1M, the adding
+#: demo) the packed parallel forward made whole layers 2-10x slower than BLAS, because the
+#: OpenMP threads keep spinning after each short region and take the cores from the BLAS
+#: backward and from other libraries in the process; at B=64, H=256 (16.8M) it wins.
+PARALLEL_MIN_STEP_MACS = 1 << 22
 
 
 @dataclass(frozen=True)
