@@ -15,13 +15,12 @@ import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 import nblstm
-from nblstm.bench import environment
+from nblstm.bench import environment, time_interleaved
 
 CONFIGS = {  # name: (T, B, X, H, num_layers, bidirectional, padded)
     "digits": (8, 64, 8, 64, 1, False, False),
@@ -29,7 +28,6 @@ CONFIGS = {  # name: (T, B, X, H, num_layers, bidirectional, padded)
     "bi2-padded": (50, 32, 64, 128, 2, True, True),
     "mid": (100, 64, 256, 256, 1, False, False),
 }
-COOLDOWN_S = 0.15  # BLAS/OpenMP threads spin ~0.1 s after a call (see nblstm/bench.py)
 
 
 def make_runners(config, dtype, device, torch):
@@ -95,13 +93,7 @@ def measure(runners: dict, repeats: int) -> dict:
     """Median seconds per peer, rounds interleaved, after one warm-up call each."""
     for run in runners.values():
         run()
-    samples = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run in runners.items():
-            time.sleep(COOLDOWN_S)
-            start = time.perf_counter()
-            run()
-            samples[name].append(time.perf_counter() - start)
+    samples = time_interleaved(runners, repeats)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 

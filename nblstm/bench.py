@@ -282,18 +282,26 @@ def run_benchmark(shapes, dtypes=("float32", "float64"), passes=PASSES, repeats:
                     runs[name] = factory(case, pass_name)
                     runs[name]()  # warm-up: compilation, allocator, caches
                     bar.update()
-                times = {name: [] for name in runs}
-                for _ in range(repeats):
-                    for name, run in runs.items():
-                        time.sleep(COOLDOWN_S)
-                        start = time.perf_counter()
-                        run()
-                        times[name].append(time.perf_counter() - start)
-                        bar.update()
+                times = time_interleaved(runs, repeats, after_each=bar.update)
                 document["results"].append(_summarise(case, pass_name, times,
                                                       document["peaks"][dt]["gflops"]))
     bar.close()
     return document
+
+
+def time_interleaved(runs: dict[str, Callable], repeats: int,
+                     after_each: Callable = lambda: None) -> dict[str, list[float]]:
+    """Seconds of each run, ``repeats`` rounds, every run once per round (so drifting clocks
+    and neighbours hit all peers alike), with a cool-down before each timed call."""
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            time.sleep(COOLDOWN_S)
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+            after_each()
+    return times
 
 
 def _summarise(case: Case, pass_name: str, times: dict, peak_gflops: float) -> dict:
