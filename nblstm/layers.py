@@ -330,9 +330,11 @@ class LSTM:
             h0_all, c0_all = (xp.ascontiguousarray(backend.adopt(s)).reshape(
                 self.num_layers * D, B, H) for s in state)
         lengths_dev = None if host_lengths is None else backend.adopt(host_lengths)
-        # the kernels always take lengths; for full sequences they are all T
-        kernel_lengths = lengths_dev if lengths_dev is not None else ops.full_lengths(
-            backend, T, B)
+        # the reverse direction's copy kernel needs lengths: all T for full sequences (made
+        # only when there is a reverse direction: on a GPU it is a host-to-device transfer)
+        kernel_lengths = lengths_dev
+        if kernel_lengths is None and D == 2:
+            kernel_lengths = ops.full_lengths(backend, T, B)
         if train and lengths_dev is not None:
             # padding values (NaN, say) must not reach the weight gradients (0 * NaN)
             layer_input = ops.time_steps_copy(backend, layer_input, lengths_dev, reverse=False)
@@ -464,6 +466,7 @@ class LSTM:
                 d_final.append(xp.ascontiguousarray(backend.adopt(part)).reshape(
                     self.num_layers * D, B, H))
         dh_n_all, dc_n_all = d_final
+        # made once for every layer and direction (ops.sequence_backward would make it anew)
         kernel_lengths = cache.lengths if cache.lengths is not None else ops.full_lengths(
             backend, T, B)
 
@@ -480,7 +483,7 @@ class LSTM:
                 dx, dh0[index], dc0[index], dW_x, dW_h, db = ops.sequence_backward(
                     backend, saved.x, saved.h0, saved.c0, saved.W_x, saved.W_h, saved.h_all,
                     saved.c_all, saved.gates_all, d_h, dh_n_all[index], dc_n_all[index],
-                    cache.lengths)
+                    kernel_lengths)
                 if direction == 1:
                     dx = ops.time_steps_copy(backend, dx, kernel_lengths, reverse=True)
                 d_input = dx if d_input is None else ops.add(backend, d_input, dx)
