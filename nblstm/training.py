@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from ._dispatch import Backend, convert, select_backend
-from ._validate import FLOAT_DTYPES, check_ndim, check_nonempty, describe_shape
+from ._validate import (check_ndim, check_nonempty, common_float_dtype,
+                        describe_shape)
 
 __all__ = ["softmax_cross_entropy", "SGD", "Adam", "clip_grad_norm", "Batcher",
            "iterate_minibatches"]
@@ -52,13 +53,6 @@ def _is_c_contiguous(array: Any) -> bool:
 def _flat_view(array: Any) -> Any:
     """The 1-D view of a C-contiguous array (the same memory: writes reach ``array``)."""
     return array.reshape(int(np.prod(array.shape, dtype=np.int64)))
-
-
-def _check_float_array(name: str, array: Any) -> np.dtype:
-    dtype = np.dtype(array.dtype)
-    if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} has dtype {dtype}; expected float32 or float64")
-    return dtype
 
 
 def _check_real(name: str, value: Any, minimum: float = 0.0, below: float | None = None) -> float:
@@ -108,7 +102,7 @@ def softmax_cross_entropy(logits: Any, targets: Any) -> tuple[float, Any]:
     check_ndim("logits", logits, 2, "(N, C)")
     check_nonempty("logits", logits, "(N, C)")
     check_ndim("targets", targets, 1, "(N,)")
-    dtype = _check_float_array("logits", logits)
+    dtype = common_float_dtype({"logits": logits})
     if not np.issubdtype(np.dtype(targets.dtype), np.integer):
         raise TypeError(f"targets must hold integer class indices, got dtype {targets.dtype}")
     N, C = (int(n) for n in logits.shape)
@@ -148,7 +142,7 @@ class _Optimizer:
         named = {f"params[{key!r}]": value for key, value in params.items()}
         self._backend, _ = select_backend(named)
         for name, value in named.items():
-            _check_float_array(name, value)
+            common_float_dtype({name: value})
             _check_contiguous(name, value, "updated in place through a flat view")
         self.params = params
         self._flat = {key: _flat_view(self._backend.adopt(value)) for key, value in params.items()}
@@ -298,7 +292,7 @@ def clip_grad_norm(grads: Mapping[str, Any], max_norm: float) -> float:
     named = {f"grads[{key!r}]": value for key, value in grads.items()}
     backend, _ = select_backend(named)
     for name, value in named.items():
-        _check_float_array(name, value)
+        common_float_dtype({name: value})
         _check_contiguous(name, value, "scaled in place through a flat view")
     flat = [_flat_view(backend.adopt(value)) for value in grads.values()]
     flat = [array for array in flat if array.shape[0]]
