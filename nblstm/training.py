@@ -32,8 +32,7 @@ from typing import Any
 import numpy as np
 
 from ._dispatch import Backend, convert, select_backend
-from ._validate import (check_ndim, check_nonempty, common_float_dtype,
-                        describe_shape)
+from ._validate import check_ndim, check_nonempty, common_float_dtype, describe_shape
 
 __all__ = ["softmax_cross_entropy", "SGD", "Adam", "clip_grad_norm", "Batcher",
            "iterate_minibatches"]
