@@ -19,9 +19,8 @@ CHILD = r"""
 import os, threading, time
 import numpy as np
 from nblstm import ops
-from nblstm._dispatch import Backend
+from nblstm._dispatch import CPU as cpu
 T, B, X, H, PASS = ARGS
-cpu = Backend("cpu", "numpy")
 page = os.sysconf("SC_PAGE_SIZE")
 def rss():
     with open("/proc/self/statm") as f:

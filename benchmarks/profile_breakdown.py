@@ -3,7 +3,7 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/profile_breakdown.py
 
 For each pass, times (median of 5, in one process) the whole kernel and the pieces it is
-made of, run alone on the same buffers: its GEMMs (``kernels/gemm_floor.py``) and its fused
+made of, run alone on the same buffers: its GEMMs (``kernels/cpu/gemm_floor.py``) and its fused
 gate loops. "rest" is what neither explains: bias pass, copies, allocation and page faults,
 and the time the BLAS threads spend idle while the (single-threaded) gate loop runs.
 """
@@ -12,10 +12,10 @@ import time
 import numpy as np
 
 from nblstm import bench, ops
-from nblstm._dispatch import Backend
-from nblstm.kernels import cpu, gemm_floor
+from nblstm._dispatch import CPU
+from nblstm.kernels import cpu
+from nblstm.kernels.cpu import gemm_floor
 
-CPU = Backend("cpu", "numpy")
 
 
 def median_ms(fn, n=5):

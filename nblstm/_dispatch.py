@@ -10,9 +10,14 @@
   results are moved back to the inputs' array type.
 
 Array kinds: ``"numpy"``; ``"cupy"``; ``"numba"`` (numba device arrays, also what a generic
-``__cuda_array_interface__`` object becomes). Results have the kind of the inputs (CuPy in,
-CuPy out; numba in, numba out). When CuPy works, the CUDA backend computes on CuPy arrays
-(cuBLAS GEMMs, CuPy's memory pool), wrapping numba arrays as zero-copy CuPy views.
+``__cuda_array_interface__`` object becomes), told apart by ``array_kind`` (defined in
+``nblstm.kernels.array_kinds`` so the kernels' host code uses the same test). Results have
+the kind of the inputs (CuPy in, CuPy out; numba in, numba out). When CuPy works, the CUDA
+backend computes on CuPy arrays (cuBLAS GEMMs, CuPy's memory pool), wrapping numba arrays as
+zero-copy CuPy views: ``device_array_kind`` is the one place that decides.
+
+This module is the only dispatcher: the seed API, the layer, the training helpers, Dask,
+the CLI and the benchmarks all pick backends and move arrays through it.
 
 Nothing here imports CuPy or numba's CUDA target until a GPU array (or ``backend="cuda"``)
 actually arrives, so ``import nblstm`` never touches a GPU driver.
@@ -25,18 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from .kernels.array_kinds import array_kind, is_device_array  # noqa: F401  (re-exported)
+
 BACKEND_NAMES = ("cpu", "cuda")
-
-
-def array_kind(value: Any) -> str | None:
-    """``"numpy"``, ``"cupy"``, ``"numba"`` or None (not an array nblstm accepts)."""
-    if isinstance(value, np.ndarray):
-        return "numpy"
-    if type(value).__module__.split(".")[0] == "cupy" and hasattr(value, "__cuda_array_interface__"):
-        return "cupy"
-    if hasattr(value, "__cuda_ndarray__") or hasattr(value, "__cuda_array_interface__"):
-        return "numba"
-    return None
 
 
 def array_dtype(value: Any) -> np.dtype:
@@ -73,15 +69,15 @@ def cuda_unavailable_reason() -> str | None:
     if importlib.util.find_spec("numba_cuda") is None:
         return ("numba-cuda is not installed (pip install 'nblstm[cuda12]' or 'nblstm[cuda13]', "
                 "or numba-cuda alone for the CUDA simulator)")
-    from nblstm.kernels import cuda_target
-    return cuda_target.unavailable_reason()
+    from .kernels.cuda import target
+    return target.unavailable_reason()
 
 
 @functools.cache
 def cupy_usable() -> bool:
     """CuPy is installed and can allocate on a GPU (never in the simulator)."""
-    from nblstm.kernels import cuda_target
-    if cuda_target.SIMULATOR:
+    from .kernels.config import SIMULATOR
+    if SIMULATOR:
         return False
     try:
         import cupy
@@ -91,13 +87,19 @@ def cupy_usable() -> bool:
         return False
 
 
+def device_array_kind() -> str:
+    """The array kind the CUDA backend computes on when it chooses: ``"cupy"`` when CuPy
+    works here, else ``"numba"`` (numba device arrays). The one place that decides."""
+    return "cupy" if cupy_usable() else "numba"
+
+
 def _cupy() -> ModuleType:
     import cupy
     return cupy
 
 
 def _numba_cuda() -> ModuleType:
-    from nblstm.kernels.cuda_target import cuda
+    from .kernels.cuda.target import cuda
     return cuda
 
 
@@ -114,16 +116,16 @@ class Backend:
             return np
         if self.array_kind == "cupy":
             return _cupy()
-        from nblstm.kernels.cuda_arrays import DeviceArrayModule
+        from .kernels.cuda.launch import DeviceArrayModule
         return DeviceArrayModule
 
     @property
     def kernels(self) -> ModuleType:
         """The kernel module (imported on first use, so ``import nblstm`` stays cheap)."""
         if self.name == "cpu":
-            from nblstm.kernels import cpu
+            from .kernels import cpu
             return cpu
-        from nblstm.kernels import cuda
+        from .kernels import cuda
         return cuda
 
     def adopt(self, array: Any) -> Any:
@@ -142,7 +144,7 @@ def convert(array: Any, kind: str) -> Any:
             return _cupy().asnumpy(array)
         # numba device array (or a bare __cuda_array_interface__ object): copy_to_host
         # needs one contiguous block, and cache entries are strided views
-        from nblstm.kernels.cuda_arrays import DeviceArrayModule
+        from .kernels.cuda.launch import DeviceArrayModule
         device = array if hasattr(array, "copy_to_host") else _numba_cuda().as_cuda_array(array)
         return DeviceArrayModule.ascontiguousarray(device).copy_to_host()
     if kind == "cupy":
@@ -164,7 +166,7 @@ def transposed(array: Any, axes: tuple | None = None) -> Any:
     transpose kernel on every call, so numba device arrays get a strided view instead.
     """
     if array_kind(array) == "numba":
-        from nblstm.kernels.cuda_arrays import DeviceArrayModule
+        from .kernels.cuda.launch import DeviceArrayModule
         return DeviceArrayModule.transpose(array, axes)
     return array.T if axes is None else array.transpose(axes)
 
@@ -187,12 +189,39 @@ def convert_results(result: Any, kind: str) -> Any:
     return result
 
 
-def select_backend(named_arrays: dict[str, Any], backend: str | None = None) -> tuple[Backend, str]:
+CPU = Backend("cpu", "numpy")
+
+
+def _not_an_array(name: str, value: Any) -> TypeError:
+    return TypeError(f"{name} must be an array (numpy.ndarray, or a GPU array: CuPy, numba "
+                     f"device array, __cuda_array_interface__), "
+                     f"got {type(value).__module__}.{type(value).__qualname__}")
+
+
+def backend_named(name: str, why: str | None = None) -> Backend:
+    """The backend ``"cpu"`` or ``"cuda"`` (CuPy arrays when CuPy works, else numba device
+    arrays). ``ValueError`` for another name; ``RuntimeError`` when CUDA is unavailable,
+    starting with ``why`` (what asked for it) and saying what is missing."""
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))}, "
+                         f"got {name!r}")
+    if name == "cpu":
+        return CPU
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(f"{why or 'the CUDA backend was requested'}, but the CUDA backend "
+                           f"is unavailable: {reason}")
+    return Backend("cuda", device_array_kind())
+
+
+def select_backend(named_arrays: dict[str, Any], backend: str | None = None,
+                   remedy: str = "move them to one place first, or pass backend='cpu' or "
+                                 "'cuda'") -> tuple[Backend, str]:
     """The backend for these arguments (``{name: value}``) and the arguments' array kind.
 
     ``TypeError`` for an argument that is not an array, or for host and device arguments
-    mixed; ``ValueError`` for an unknown ``backend``; ``RuntimeError`` when CUDA is needed
-    but unavailable (the message says why).
+    mixed (the message ends with ``remedy``); ``ValueError`` for an unknown ``backend``;
+    ``RuntimeError`` when CUDA is needed but unavailable (the message says why).
     """
     if backend is not None and backend not in BACKEND_NAMES:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))} or None, "
@@ -201,23 +230,34 @@ def select_backend(named_arrays: dict[str, Any], backend: str | None = None) -> 
     for name, value in named_arrays.items():
         kind = array_kind(value)
         if kind is None:
-            raise TypeError(f"{name} must be an array (numpy.ndarray, or a GPU array: CuPy, numba "
-                            f"device array, __cuda_array_interface__), "
-                            f"got {type(value).__module__}.{type(value).__qualname__}")
+            raise _not_an_array(name, value)
         kinds[name] = kind
     on_host = [name for name, kind in kinds.items() if kind == "numpy"]
     on_gpu = [name for name, kind in kinds.items() if kind != "numpy"]
     if on_host and on_gpu:
         raise TypeError(f"arguments live on different devices: {', '.join(on_host)} on the host "
                         f"(NumPy), {', '.join(on_gpu)} on the GPU; nblstm does not copy silently: "
-                        f"move them to one place first, or pass backend='cpu' or 'cuda'")
+                        f"{remedy}")
     origin = "numpy" if on_host else ("cupy" if "cupy" in kinds.values() else "numba")
     target = backend or ("cpu" if origin == "numpy" else "cuda")
     if target == "cpu":
-        return Backend("cpu", "numpy"), origin
-    reason = cuda_unavailable_reason()
-    if reason is not None:
-        what = (f"{on_gpu[0]} is a GPU array" if on_gpu else "backend='cuda' was requested")
-        raise RuntimeError(f"{what}, but the CUDA backend is unavailable: {reason}")
-    kind = "cupy" if origin == "cupy" or cupy_usable() else "numba"
-    return Backend("cuda", kind), origin
+        return CPU, origin
+    why = f"{on_gpu[0]} is a GPU array" if on_gpu else "backend='cuda' was requested"
+    chosen = backend_named("cuda", why)
+    if origin == "cupy":  # CuPy arrays in hand: compute on CuPy whatever cupy_usable says
+        chosen = Backend("cuda", "cupy")
+    return chosen, origin
+
+
+def check_on_backend(name: str, value: Any, backend: Backend, where: str, remedy: str) -> str:
+    """``value`` must be an array on ``backend``'s side (host for the CPU, GPU for CUDA);
+    returns its array kind. ``TypeError`` otherwise: "``name`` is a GPU array but ``where``:
+    ``remedy``"."""
+    kind = array_kind(value)
+    if kind is None:
+        raise _not_an_array(name, value)
+    on_gpu = kind != "numpy"
+    if on_gpu != (backend.name == "cuda"):
+        here = "a GPU array" if on_gpu else "a NumPy (host) array"
+        raise TypeError(f"{name} is {here} but {where}: {remedy}")
+    return kind

@@ -85,8 +85,8 @@ def numba_threading() -> dict:
 def cpu_gemm() -> str:
     """What the CPU kernels multiply with: the packed micro-kernel's tile and threading, or
     BLAS (``NBLSTM_CPU_GEMM``); says when numba's threading layer forces the serial path."""
-    from .kernels import gemm_plan
-    return gemm_plan.describe()
+    from .kernels.cpu import plan
+    return plan.describe()
 
 
 def versions() -> dict:

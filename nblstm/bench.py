@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from . import _environment, ops, reference, seed
-from ._dispatch import Backend, cupy_usable, cuda_unavailable_reason
+from ._dispatch import CPU, Backend, backend_named, cuda_unavailable_reason, device_array_kind
 
 #: (T, B, X, H) of the grid, by size class.
 GRID = {
@@ -40,7 +40,6 @@ QUICK_SHAPES = [(50, 1, 32, 32), (50, 16, 64, 64), (100, 64, 256, 256)]
 PASSES = ("inference", "training")
 OUTPUT_CLASSES = 8  # n_y of the seed API's softmax layer
 COOLDOWN_S = 0.15
-CPU = Backend("cpu", "numpy")
 
 
 def gemm_flops(T: int, B: int, X: int, H: int, pass_name: str) -> float:
@@ -123,7 +122,7 @@ def _seed_api_runner(module, case: Case, pass_name: str) -> Callable:
 
 
 def _gemm_floor_runner(case: Case, pass_name: str) -> Callable:
-    from nblstm.kernels import gemm_floor
+    from .kernels.cpu import gemm_floor
     a, dt = case.arrays, case.dtype
     T, B, X, H = case.T, case.B, case.X, case.H
     z_all = np.empty((T, B, 4 * H), dt)
@@ -173,10 +172,11 @@ def available_peers(include_reference: bool = True) -> tuple[dict, list[str]]:
     """Peer name -> factory(case, pass) -> run(); plus notes on peers that are missing."""
     peers = {"nblstm": _nblstm_runner}
     notes = []
-    if cuda_unavailable_reason() is None and cupy_usable():
+    if cuda_unavailable_reason() is None and device_array_kind() == "cupy":
         import cupy
         sync = cupy.cuda.get_current_stream().synchronize
-        peers["nblstm-cuda"] = lambda c, p: _nblstm_runner(c, p, Backend("cuda", "cupy"), sync)
+        gpu = backend_named("cuda")
+        peers["nblstm-cuda"] = lambda c, p: _nblstm_runner(c, p, gpu, sync)
     try:
         import torch
     except ImportError:

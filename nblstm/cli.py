@@ -7,7 +7,7 @@ from typing import Callable
 import numpy as np
 
 from . import reference, seed
-from ._dispatch import convert, cupy_usable
+from ._dispatch import backend_named, convert, cuda_unavailable_reason
 
 #: Same bounds as the test suite: float64 within 1e-9, float32 within 1e-5 (relative to
 #: 1 + max|reference|) of the float64 reference.
@@ -16,10 +16,9 @@ CHECK_TOLERANCE = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-5}
 
 def available_backends() -> dict[str, str]:
     """Backend name -> "available: <where>" or "not available: <why>"."""
-    from ._dispatch import cuda_unavailable_reason
     reason = cuda_unavailable_reason()
     if reason is None:
-        from nblstm.kernels.cuda_target import device_description
+        from .kernels.cuda.target import device_description
         cuda_status = f"available: {device_description()}"
     else:
         cuda_status = f"not available: {reason}"
@@ -118,8 +117,7 @@ def _check_layer() -> int:
                 lstm.to("cuda")
             inputs = [value.astype(dtype) for value in (x, *state)]
             if backend == "cuda":
-                kind = "cupy" if cupy_usable() else "numba"
-                inputs = [convert(value, kind) for value in inputs]
+                inputs = [backend_named("cuda").adopt(value) for value in inputs]
             out, (h_n, c_n) = lstm(inputs[0], (inputs[1], inputs[2]), lengths)
             for name, got, ref in zip(("LSTM out", "LSTM h_n", "LSTM c_n"), (out, h_n, c_n),
                                       expected):

@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 
 from . import ops
-from ._dispatch import (Backend, array_dtype, array_kind, convert, convert_results,
-                        cuda_unavailable_reason, cupy_usable, transposed, with_array_attributes)
+from ._dispatch import (Backend, array_dtype, array_kind, backend_named, check_on_backend,
+                        convert, convert_results, select_backend, transposed,
+                        with_array_attributes)
 from ._validate import FLOAT_DTYPES, describe_shape
 
 #: Marks an ``LSTM.save`` file; the version changes if the file layout ever does.
@@ -163,21 +164,14 @@ class LSTM:
         move the model before creating an optimizer over its parameters."""
         if device not in _DEVICES:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-        if device == "cuda":
-            reason = cuda_unavailable_reason()
-            if reason is not None:
-                raise RuntimeError(f"cannot move the LSTM to 'cuda': {reason}")
-            kind = "cupy" if cupy_usable() else "numba"
-        else:
-            kind = "numpy"
+        target = backend_named(device, why="cannot move the LSTM to 'cuda'")
         for name, value in self._parameters.items():
-            self._parameters[name] = convert(value, kind)
+            self._parameters[name] = target.adopt(value)
         self.device = device
         return self
 
     def _backend(self) -> Backend:
         """The backend the parameters live on, after checking each parameter."""
-        kinds = set()
         expected = self.parameter_shapes()
         if set(self._parameters) != set(expected):
             missing = sorted(set(expected) - set(self._parameters))
@@ -186,8 +180,7 @@ class LSTM:
                              f"unexpected {extra}")
         for name, shape in expected.items():
             value = self._parameters[name]
-            kind = array_kind(value)
-            if kind is None:
+            if array_kind(value) is None:
                 raise TypeError(f"parameter {name} must be an array, got {type(value).__name__}")
             if tuple(value.shape) != shape:
                 raise ValueError(f"parameter {name} must have shape {describe_shape(shape)}, "
@@ -195,27 +188,18 @@ class LSTM:
             if array_dtype(value) != self.dtype:
                 raise TypeError(f"parameter {name} has dtype {array_dtype(value)}; this LSTM is "
                                 f"{self.dtype.name}")
-            kinds.add(kind)
-        if "numpy" in kinds and len(kinds) > 1:
-            raise TypeError("the parameters live on different devices (some NumPy, some GPU "
-                            "arrays): use lstm.to('cpu') or lstm.to('cuda')")
-        if kinds == {"numpy"}:
-            return Backend("cpu", "numpy")
-        return Backend("cuda", "cupy" if "cupy" in kinds else "numba")
+        backend, _ = select_backend({f"parameter {name}": self._parameters[name]
+                                     for name in expected},
+                                    remedy="use lstm.to('cpu') or lstm.to('cuda')")
+        return backend
 
     # ------------------------------------------------------------------ checks
 
     def _check_array(self, name: str, value: Any, backend: Backend) -> str:
         """Type, device and dtype of one array argument; returns its array kind."""
-        kind = array_kind(value)
-        if kind is None:
-            raise TypeError(f"{name} must be an array (numpy.ndarray, CuPy or numba device array),"
-                            f" got {type(value).__module__}.{type(value).__qualname__}")
-        on_gpu = kind != "numpy"
-        if on_gpu != (backend.name == "cuda"):
-            where = "a GPU array" if on_gpu else "a NumPy (host) array"
-            raise TypeError(f"{name} is {where} but the LSTM's parameters are on "
-                            f"{self.device!r}: move one of them (lstm.to('cuda'/'cpu'))")
+        kind = check_on_backend(name, value, backend,
+                                where=f"the LSTM's parameters are on {self.device!r}",
+                                remedy="move one of them (lstm.to('cuda'/'cpu'))")
         if array_dtype(value) != self.dtype:
             raise TypeError(f"{name} has dtype {array_dtype(value)}; this LSTM is "
                             f"{self.dtype.name} (convert the input or build "

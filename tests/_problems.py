@@ -1,4 +1,4 @@
-"""Random seed-API problems and the seed <-> torch parameter mapping, used by many tests."""
+"""Random seed-API problems, input snapshots and central finite differences, used by many tests."""
 import numpy as np
 
 SEED_KEYS = ("Wf", "bf", "Wi", "bi", "Wc", "bc", "Wo", "bo", "Wy", "by")
@@ -63,3 +63,23 @@ def assert_unchanged(before, *objects):
                 np.testing.assert_array_equal(old[k], new[k], err_msg=f"parameters[{k!r}] changed")
         else:
             np.testing.assert_array_equal(old, new, err_msg="an input array changed")
+
+
+#: Step of the central differences (float64).
+EPS = 1e-6
+# Central differences have truncation error O(EPS^2) and rounding error O(1e-16/EPS).
+ATOL = 1e-7
+
+
+def numerical_gradient(loss, array):
+    """d loss / d array by central differences, perturbing ``array`` in place."""
+    grad = np.zeros_like(array)
+    for index in np.ndindex(array.shape):
+        saved = array[index]
+        array[index] = saved + EPS
+        up = loss()
+        array[index] = saved - EPS
+        down = loss()
+        array[index] = saved
+        grad[index] = (up - down) / (2 * EPS)
+    return grad

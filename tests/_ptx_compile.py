@@ -25,12 +25,17 @@ class _OfflineDevice:
 
 cuda_dispatcher.get_current_device = lambda: _OfflineDevice
 
-from nblstm.kernels import cuda as kernels  # noqa: E402
-from nblstm.kernels import cuda_arrays  # noqa: E402
-from nblstm.kernels import training_cuda  # noqa: E402
+import importlib  # noqa: E402
+import pkgutil  # noqa: E402
 
-#: Every module whose ``@cuda.jit`` kernels must all be compiled here.
-KERNEL_MODULES = (kernels, cuda_arrays, training_cuda)
+import nblstm.kernels.cuda as cuda_target_package  # noqa: E402
+from nblstm.kernels.cuda import launch  # noqa: E402
+from nblstm.kernels.cuda import lstm as kernels  # noqa: E402
+from nblstm.kernels.cuda import training as training_cuda  # noqa: E402
+
+#: Every module of ``nblstm.kernels.cuda``: all their ``@cuda.jit`` kernels must be compiled here.
+KERNEL_MODULES = tuple(importlib.import_module(f"{cuda_target_package.__name__}.{info.name}")
+                       for info in pkgutil.iter_modules(cuda_target_package.__path__))
 
 
 def signatures(ty):
@@ -47,17 +52,17 @@ def signatures(ty):
         "_add_bias_kernel": (kernels._add_bias_kernel, (a2, a1)),
         "_softmax_rows_kernel": (kernels._softmax_rows_kernel, (a2, a1)),
         "_column_sums_kernel": (kernels._column_sums_kernel, (a2, a1)),
-        "matmul": (kernels._MATMUL_KERNELS[np.dtype(str(ty))], (any2, any2, a2, boolean)),
-        "_fill_kernel": (cuda_arrays._fill_kernel, (a1, ty)),
-        "_copy_1d_kernel": (cuda_arrays._copy_1d_kernel, (ty[:], a1)),
-        "_copy_2d_kernel": (cuda_arrays._copy_2d_kernel, (any2, a2)),
-        "_copy_3d_kernel": (cuda_arrays._copy_3d_kernel, (ty[:, :, :], a3)),
+        "matmul": (launch.MATMUL_KERNELS[np.dtype(str(ty))], (any2, any2, a2, boolean)),
+        "_fill_kernel": (launch._fill_kernel, (a1, ty)),
+        "_copy_1d_kernel": (launch._copy_1d_kernel, (ty[:], a1)),
+        "_copy_2d_kernel": (launch._copy_2d_kernel, (any2, a2)),
+        "_copy_3d_kernel": (launch._copy_3d_kernel, (ty[:, :, :], a3)),
         **training_signatures(ty),
     }
 
 
 def training_signatures(ty):
-    """The kernels of ``nblstm.training`` (``kernels/training_cuda.py``)."""
+    """The kernels of ``nblstm.training`` (``kernels/cuda/training.py``)."""
     a1, a2 = ty[::1], ty[:, ::1]
     k = training_cuda
     return {

@@ -1,18 +1,21 @@
 """Fixtures shared by the whole suite.
 
-The parity suite is written once against two fixtures:
-- ``backend``: where the arrays live. ``put`` moves a host (NumPy) array there, ``get``
-  brings a result back to NumPy. ``cpu`` (NumPy arrays), ``cuda`` (numba device arrays: on
-  the GPU, or in the CUDA simulator) and, on a real GPU with CuPy, ``cupy``. The CPU runs
-  once per CPU GEMM variant (``CPU_GEMM_VARIANTS``, set through ``NBLSTM_CPU_GEMM``): the
-  default choice, plain BLAS, and every micro-kernel tile on both drivers between them, so
-  every variant is checked on any machine (a tile wider than the CPU's vectors is slower,
-  never different). Tests without arrays on a backend take ``cpu_gemm`` for the same.
+The parity suite is written once against these fixtures:
+- ``backend``: where the arrays live (``tests/_backends.py``): ``cpu`` (NumPy arrays), ``cuda``
+  (numba device arrays: on the GPU, or in the CUDA simulator) and, on a real GPU with CuPy,
+  ``cupy``. A test that takes only ``backend`` runs once per array backend.
+- ``cpu_gemm``: the CPU GEMM variant (``NBLSTM_CPU_GEMM``, ``CPU_GEMM_VARIANTS``), for the
+  tests that reach the LSTM kernels. A test that takes ``backend`` and ``cpu_gemm`` runs on
+  ``cpu`` once per variant and once on each GPU backend (``cpu_gemm`` is None there): the
+  variants are never crossed with the GPU. A test that takes ``cpu_gemm`` alone runs once
+  per variant.
 - ``dtype``: float32 / float64 with the project's tolerances.
 
 Without a CUDA driver the CUDA simulator is switched on here, before numba is imported
 (unless ``NUMBA_ENABLE_CUDASIM`` is already set), so plain ``pytest`` runs the CUDA kernels
-everywhere: as Python on a CPU-only machine, on the GPU where there is one.
+everywhere: as Python on a CPU-only machine, on the GPU where there is one. The simulator's
+thread-switch setting (``NBLSTM_CUDASIM_SWITCH_INTERVAL``, see ``kernels/cuda/target.py``) is
+set here too, as an environment variable, so the subprocesses the suite starts get it.
 """
 import ctypes
 import os
@@ -30,82 +33,55 @@ def _cuda_driver_present() -> bool:
 
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and not _cuda_driver_present():
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+# The simulator busy-polls its Python threads: a short switch interval makes simulated
+# kernels 4-5x faster. Test-only (process-wide); inherited by the suite's subprocesses.
+os.environ.setdefault("NBLSTM_CUDASIM_SWITCH_INTERVAL", "5e-5")
 
 from dataclasses import dataclass  # noqa: E402  (after the simulator decision)
-from typing import Any, Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from _backends import (BACKENDS, CPU_GEMM_VARIANTS, SIMULATED, BackendCase,  # noqa: E402
+                       backend_skip_reason)
 from nblstm._dispatch import cuda_unavailable_reason, cupy_usable  # noqa: E402
 
-SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+ARRAY_BACKENDS = tuple(BACKENDS)
 
 
-@dataclass(frozen=True)
-class BackendCase:
-    name: str
-    put: Callable[[np.ndarray], Any]
-    get: Callable[[Any], np.ndarray]
-    simulated: bool = False  # kernels run as Python: keep shapes tiny
+def pytest_generate_tests(metafunc):
+    """Parametrize ``backend`` and ``cpu_gemm`` (module docstring): the CPU GEMM variants
+    cross the ``cpu`` backend only."""
+    names = metafunc.fixturenames
+    wants_backend, wants_gemm = "backend" in names, "cpu_gemm" in names
+    if wants_backend and wants_gemm:
+        cases = [("cpu", variant) for variant in CPU_GEMM_VARIANTS]
+        cases += [(name, None) for name in ARRAY_BACKENDS if name != "cpu"]
+        metafunc.parametrize(("backend", "cpu_gemm"), cases, indirect=True,
+                             ids=[name if variant is None else f"{name}-{variant}"
+                                  for name, variant in cases])
+    elif wants_backend:
+        metafunc.parametrize("backend", ARRAY_BACKENDS, indirect=True)
+    elif wants_gemm:
+        metafunc.parametrize("cpu_gemm", CPU_GEMM_VARIANTS, indirect=True)
 
 
-def _numba_put(array):
-    from numba import cuda
-    return cuda.to_device(np.ascontiguousarray(array))
-
-
-def _cupy_put(array):
-    import cupy
-    return cupy.asarray(array)
-
-
-def _device_get(array):
-    if type(array).__module__.split(".")[0] == "cupy":
-        return array.get()
-    return array.copy_to_host()
-
-
-BACKENDS = {
-    "cpu": BackendCase("cpu", put=lambda a: a, get=lambda a: np.asarray(a)),
-    "cuda": BackendCase("cuda", put=_numba_put, get=_device_get, simulated=SIMULATED),
-    "cupy": BackendCase("cupy", put=_cupy_put, get=_device_get),
-}
-
-
-def _backend_skip_reason(name: str) -> str | None:
-    if name == "cpu":
-        return None
-    reason = cuda_unavailable_reason()
-    if reason is not None:
-        return f"CUDA backend unavailable: {reason}"
-    if name == "cupy" and (SIMULATED or not cupy_usable()):
-        return "CuPy arrays need CuPy and a real GPU (not the simulator)"
-    return None
-
-
-#: NBLSTM_CPU_GEMM values the CPU parity tests run under (see kernels/gemm_plan.py): the
-#: default, plain BLAS, and each tile, on the parallel and the serial driver between them.
-CPU_GEMM_VARIANTS = ("auto", "blas", "avx512-parallel", "avx2-serial", "sse-parallel",
-                     "avx512-serial")
-
-
-@pytest.fixture(params=CPU_GEMM_VARIANTS)
-def cpu_gemm(request, monkeypatch) -> str:
-    """Runs the test under each CPU GEMM variant (sets ``NBLSTM_CPU_GEMM``)."""
-    monkeypatch.setenv("NBLSTM_CPU_GEMM", request.param)
-    return request.param
-
-
-@pytest.fixture(params=[f"cpu-{v}" for v in CPU_GEMM_VARIANTS] + ["cuda", "cupy"])
-def backend(request, monkeypatch) -> BackendCase:
-    name, _, gemm_variant = request.param.partition("-")
-    reason = _backend_skip_reason(name)
+@pytest.fixture
+def backend(request) -> BackendCase:
+    """The array backend of this test case (skips when it cannot run here)."""
+    reason = backend_skip_reason(request.param)
     if reason:
         pytest.skip(reason)
-    if gemm_variant:
-        monkeypatch.setenv("NBLSTM_CPU_GEMM", gemm_variant)
-    return BACKENDS[name]
+    return BACKENDS[request.param]
+
+
+@pytest.fixture
+def cpu_gemm(request, monkeypatch) -> str | None:
+    """The CPU GEMM variant of this test case (sets ``NBLSTM_CPU_GEMM``); None on a GPU
+    backend, where the CPU GEMM plays no part."""
+    if request.param is not None:
+        monkeypatch.setenv("NBLSTM_CPU_GEMM", request.param)
+    return request.param
 
 
 def pytest_report_header(config):
@@ -113,11 +89,11 @@ def pytest_report_header(config):
     if reason is not None:
         cuda_mode = f"unavailable ({reason})"
     else:
-        from nblstm.kernels.cuda_target import device_description
+        from nblstm.kernels.cuda.target import device_description
         cuda_mode = device_description()
     cupy_mode = "yes" if (reason is None and not SIMULATED and cupy_usable()) else "no"
-    from nblstm.kernels import gemm_plan
-    return (f"nblstm backends: cpu ({gemm_plan.describe()}); cuda: {cuda_mode}; "
+    from nblstm.kernels.cpu import plan
+    return (f"nblstm backends: cpu ({plan.describe()}); cuda: {cuda_mode}; "
             f"cupy arrays: {cupy_mode}")
 
 

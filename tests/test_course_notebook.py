@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import nblstm
-from nblstm import _dispatch, reference
+from _backends import skip_unless_cuda
+from nblstm import reference
 
 SEED_FUNCTIONS = ("lstm_cell_forward", "lstm_forward", "lstm_cell_backward", "lstm_backward")
 
@@ -45,8 +46,8 @@ def course_parameters(with_output_layer=True):
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
 def impl(request):
-    if request.param == "nblstm-cuda" and _dispatch.cuda_unavailable_reason():
-        pytest.skip(f"CUDA backend unavailable: {_dispatch.cuda_unavailable_reason()}")
+    if request.param == "nblstm-cuda":
+        skip_unless_cuda()
     return IMPLEMENTATIONS[request.param]
 
 

@@ -1,7 +1,6 @@
-"""The CUDA backend beyond the shared parity suite: kernel interface, GEMM, device-array
-helpers, array types in and out, forced backends, and CUDA-vs-CPU gradients."""
-import inspect
-
+"""The CUDA backend beyond the shared parity suite: GEMM, device-array helpers, array types
+in and out, forced backends, and CUDA-vs-CPU gradients (the twin contract of the two
+targets is ``test_kernel_contract.py``)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,10 +9,8 @@ from hypothesis import strategies as st
 import nblstm
 from nblstm import _dispatch
 from nblstm.kernels import cpu
+from _backends import skip_on_cudasim, skip_unless_cuda
 from _problems import sequence_problem
-
-PUBLIC_KERNELS = ("lstm_gates_forward", "lstm_gates_backward", "lstm_sequence_forward",
-                  "lstm_sequence_backward", "linear_softmax", "reverse_axes_copy")
 
 
 @pytest.fixture
@@ -25,18 +22,9 @@ def gpu(backend):
 
 @pytest.fixture
 def cuda_kernels():
-    if _dispatch.cuda_unavailable_reason():
-        pytest.skip(f"CUDA backend unavailable: {_dispatch.cuda_unavailable_reason()}")
+    skip_unless_cuda()
     from nblstm.kernels import cuda
     return cuda
-
-
-def test_cuda_kernels_have_the_cpu_names_and_argument_order(cuda_kernels):
-    for name in PUBLIC_KERNELS:
-        kernel = getattr(cpu, name)
-        cpu_params = list(inspect.signature(getattr(kernel, "py_func", kernel)).parameters)
-        cuda_params = list(inspect.signature(getattr(cuda_kernels, name)).parameters)
-        assert cpu_params == cuda_params, name
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -75,7 +63,8 @@ def test_tiled_gemm_on_strided_views(cuda_kernels, M, K, N, dtype):
     A = rng.standard_normal((K, M)).astype(dtype)  # used transposed
     B = rng.standard_normal((K, N)).astype(dtype)
     C0 = rng.standard_normal((M, N)).astype(dtype)
-    run = cuda_kernels._Launch(cuda.to_device(A))
+    from nblstm.kernels.cuda.launch import Launch
+    run = Launch(cuda.to_device(A))
     with run:
         C = cuda.to_device(C0)
         run.gemm(cuda.to_device(A).T, cuda.to_device(B), C)
@@ -87,7 +76,7 @@ def test_tiled_gemm_on_strided_views(cuda_kernels, M, K, N, dtype):
 def test_device_array_module(cuda_kernels):
     from numba import cuda
 
-    from nblstm.kernels.cuda_arrays import DeviceArrayModule as xp
+    from nblstm.kernels.cuda.launch import DeviceArrayModule as xp
     a = np.arange(24.0).reshape(2, 3, 4)
     b = np.arange(6.0).reshape(3, 2)
     np.testing.assert_array_equal(xp.zeros((2, 3), np.float32).copy_to_host(), np.zeros((2, 3)))
@@ -155,9 +144,8 @@ class OnlyArrayInterface:
         self.__cuda_array_interface__ = device_array.__cuda_array_interface__
 
 
+@skip_on_cudasim("the simulator's arrays do not export __cuda_array_interface__")
 def test_object_with_only_the_cuda_array_interface(gpu):
-    if gpu.simulated:
-        pytest.skip("the simulator's arrays do not export __cuda_array_interface__")
     prob = sequence_problem(2, 3, 2, 3, 2, seed=3)
     wrap = lambda v: OnlyArrayInterface(gpu.put(v))
     a, y, c, caches = nblstm.lstm_forward(wrap(prob["x"]), wrap(prob["a0"]),
@@ -172,8 +160,7 @@ def test_object_with_only_the_cuda_array_interface(gpu):
 def test_cuda_gradients_match_the_cpu(n_x, m, T, n_a, seed, use_float32):
     """CUDA forward and gradients against the CPU backend (itself checked against finite
     differences), on random tiny problems."""
-    if _dispatch.cuda_unavailable_reason():
-        pytest.skip("CUDA backend unavailable")
+    skip_unless_cuda()
     dtype = np.float32 if use_float32 else np.float64
     prob = sequence_problem(n_x, m, T, n_a, 2, seed=seed, dtype=dtype)
     args = (prob["x"], prob["a0"], prob["parameters"])
@@ -250,7 +237,8 @@ def test_softmax_and_column_sums_handle_infinite_first_entries(gpu, cuda_kernels
 
     dz = np.array([[np.inf, 1.0], [1.0, 2.0]], dtype)
     sums = gpu.put(np.zeros(2, dtype))
-    with cuda_kernels._Launch(gpu.put(dz)) as launch:
-        launch.launch_1d(cuda_kernels._column_sums_kernel, 2)(launch.kernel_arg(gpu.put(dz)),
-                                                             launch.kernel_arg(sums))
+    from nblstm.kernels.cuda import launch, lstm
+    with launch.Launch(gpu.put(dz)) as run:
+        run.launch_1d(lstm._column_sums_kernel, 2)(run.kernel_arg(gpu.put(dz)),
+                                                    run.kernel_arg(sums))
     np.testing.assert_array_equal(gpu.get(sums), dz.sum(axis=0))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from nblstm import cli, demos
-from test_gradients_finite_differences import numerical_gradient as finite_difference
+from _problems import numerical_gradient as finite_difference
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("tqdm")

@@ -7,25 +7,8 @@ import numpy as np
 import pytest
 
 import nblstm
-from _problems import cell_problem, sequence_problem
+from _problems import ATOL, cell_problem, numerical_gradient, sequence_problem
 
-EPS = 1e-6
-# Central differences have truncation error O(EPS^2) and rounding error O(1e-16/EPS).
-ATOL = 1e-7
-
-
-def numerical_gradient(loss, array):
-    """d loss / d array by central differences, perturbing ``array`` in place."""
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        saved = array[index]
-        array[index] = saved + EPS
-        up = loss()
-        array[index] = saved - EPS
-        down = loss()
-        array[index] = saved
-        grad[index] = (up - down) / (2 * EPS)
-    return grad
 
 
 @pytest.mark.parametrize("shape,T_prime", [((3, 2, 4, 3), 4), ((2, 3, 5, 2), 3), ((1, 1, 1, 1), 1)])

@@ -7,7 +7,10 @@ from hypothesis import strategies as st
 from numba import njit
 
 from nblstm import reference
-from nblstm.kernels import cpu, fastmath, gates
+from nblstm.kernels import cpu
+from nblstm.kernels.config import JIT_OPTIONS
+from nblstm.kernels.cpu import lstm as cpu_lstm
+from nblstm.kernels.math import fastmath, gates
 
 
 @njit(error_model="numpy")
@@ -110,7 +113,7 @@ def _gate_row_llvm_ir(dtype) -> str:
     """LLVM IR of the fused gate loop for one dtype. Compiled here from the kernel's Python
     source with the kernel's options but without the on-disk cache: numba cannot show the
     code of a function it loaded from its cache."""
-    fresh = njit(**{**cpu._JIT_OPTIONS, "cache": False})(cpu._gates_forward_row.py_func)
+    fresh = njit(**{**JIT_OPTIONS, "cache": False})(cpu_lstm._gates_forward_row.py_func)
     H = 16
     row = np.zeros(4 * H, dtype)
     state = np.zeros(H, dtype)

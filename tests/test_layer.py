@@ -7,7 +7,7 @@ import pytest
 
 import nblstm
 from nblstm import ops, reference
-from nblstm._dispatch import Backend
+from nblstm._dispatch import CPU
 
 
 def reference_lstm(lstm, x, state=None, lengths=None):
@@ -26,6 +26,7 @@ def small_problem(T=4, B=3, X=3, seed=0, dtype=np.float64):
     return rng.standard_normal((T, B, X)).astype(dtype)
 
 
+@pytest.mark.usefixtures("cpu_gemm")  # reaches the LSTM kernels: every CPU GEMM
 def test_layer_matches_the_numpy_reference(backend, dtype):
     lstm = model_on(backend, 3, 2, num_layers=2, bidirectional=True, dtype=dtype.dtype, seed=5)
     x = small_problem(dtype=dtype.dtype)
@@ -76,6 +77,7 @@ def test_gradients_match_finite_differences(cpu_gemm):
     assert np.all(dx[1:, 2] == 0) and np.all(dx[3:, 0] == 0)
 
 
+@pytest.mark.usefixtures("cpu_gemm")  # reaches the LSTM kernels: every CPU GEMM
 def test_padding_values_never_reach_results_or_gradients(backend):
     lstm = model_on(backend, 2, 3, num_layers=2, bidirectional=True, dtype=np.float64, seed=0)
     x = small_problem(T=3, B=2, X=2)
@@ -186,7 +188,7 @@ def test_weights_between_forward_and_backward_do_not_change_the_gradients():
 def test_chunked_inference_takes_final_states_at_each_length(chunk_steps):
     rng = np.random.default_rng(0)
     T, B, X, H = 5, 4, 2, 3
-    run = Backend("cpu", "numpy")
+    run = CPU
     x = rng.standard_normal((T, B, X))
     h0, c0 = rng.standard_normal((B, H)), rng.standard_normal((B, H))
     W_x, W_h = rng.standard_normal((X, 4 * H)), rng.standard_normal((H, 4 * H))

@@ -96,6 +96,7 @@ def make_problem(config: Config, dtype, seed=0):
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.id)
+@pytest.mark.usefixtures("cpu_gemm")  # reaches the LSTM kernels: every CPU GEMM
 def test_layer_matches_torch(backend, dtype, config):
     if backend.simulated and config.id not in SIMULATED_CONFIGS:
         pytest.skip("a smaller set of configurations in the CUDA simulator")

@@ -26,9 +26,11 @@ def test_wheel_contains_the_kernels_as_nblstm_kernels(tmp_path):
     wheel = next(tmp_path.glob("nblstm-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     # every module of the source tree, wherever it lives, is in the wheel
-    kernels = sorted(path.name for path in (ROOT / "kernels").glob("*.py"))
+    kernels = sorted(path.relative_to(ROOT / "kernels").as_posix()
+                     for path in (ROOT / "kernels").rglob("*.py"))
     api = sorted(path.name for path in (ROOT / "nblstm").glob("*.py"))
-    assert {"cpu.py", "cuda.py", "gates.py"} <= set(kernels) and "layers.py" in api
+    assert {"cpu/__init__.py", "cuda/__init__.py", "math/gates.py"} <= set(kernels)
+    assert "layers.py" in api
     for name in kernels:
         assert f"nblstm/kernels/{name}" in names, name
     for name in api:
@@ -65,8 +67,8 @@ def test_second_process_loads_the_kernels_from_numbas_cache(tmp_path):
     """numba's on-disk cache works for nblstm's kernels: a second process compiles nothing
     (cache hits, no misses), and NBLSTM_NUMBA_CACHE=0 turns the cache off."""
     code = ("from numba.core.registry import CPUDispatcher; "
-            "from nblstm.kernels import cpu, packed_gemm, packed_lstm; " + SMALL_CPU_RUN +
-            "f = [d for m in (cpu, packed_gemm, packed_lstm) for d in vars(m).values() "
+            "from nblstm.kernels.cpu import lstm, packed_gemm, packed_lstm; " + SMALL_CPU_RUN +
+            "f = [d for m in (lstm, packed_gemm, packed_lstm) for d in vars(m).values() "
             "     if isinstance(d, CPUDispatcher) and d.signatures]; "
             "print(sum(sum(d.stats.cache_hits.values()) for d in f), "
             "sum(sum(d.stats.cache_misses.values()) for d in f), len(f))")

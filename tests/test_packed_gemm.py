@@ -1,10 +1,10 @@
-"""The packed-weight GEMM micro-kernel and the LSTM loops built on it (kernels/packed_gemm.py,
-kernels/packed_lstm.py, kernels/gemm_plan.py), against plain NumPy.
+"""The packed-weight GEMM micro-kernel and the LSTM loops built on it (kernels/cpu/packed_gemm.py,
+kernels/cpu/packed_lstm.py, kernels/cpu/plan.py), against plain NumPy.
 
 Every tile runs on every machine (LLVM lowers vectors wider than the CPU's into several
 registers), so each variant is checked here whatever CI runs on. Shapes are picked to hit
 the edges: rows not a multiple of the tile's MR, columns and hidden units not a multiple
-of the panel width, H=1, B=1, T=1, and K larger than the K-block (``packed_lstm.KC``).
+of the panel width, H=1, B=1, T=1, and K larger than the K-block (``config.KC``).
 """
 import os
 import subprocess
@@ -14,9 +14,12 @@ import threading
 import numpy as np
 import pytest
 
-from nblstm.kernels import cpu, gemm_plan, packed_gemm, packed_lstm
+from nblstm.kernels import cpu
+from nblstm.kernels.config import JIT_OPTIONS, TILES as TILE_SHAPES
+from nblstm.kernels.cpu import packed_gemm, packed_lstm
+from nblstm.kernels.cpu import plan as gemm_plan
 
-TILES = list(packed_gemm.TILES)
+TILES = list(TILE_SHAPES)
 DTYPES = [np.float32, np.float64]
 # (T, B, X, H): edges of every kind; H=70 makes the backward's K = 4H exceed KC = 256,
 # H=260 the forward's K = H.
@@ -115,7 +118,7 @@ def test_panel_gemm_matches_numpy(tile, dtype, M, K, N, transposed_a):
     rng = np.random.default_rng(M * K + N)
     A = rng.standard_normal((M, K)).astype(dtype)
     W = rng.standard_normal((K, N)).astype(dtype)
-    plan = gemm_plan.Plan(tile, packed_gemm.TILE_IDS[tile], packed_gemm.TILES[tile][0],
+    plan = gemm_plan.Plan(tile, packed_gemm.TILE_IDS[tile], TILE_SHAPES[tile][0],
                           packed_gemm.vector_width(tile, np.dtype(dtype).itemsize), False, 1)
     packed = np.empty((-(-N // plan.NR), K, plan.NR), dtype)
     packed_gemm.pack_panels(W, False, 0, packed)
@@ -209,7 +212,7 @@ def test_backward_with_sequence_lengths(variant, dtype):
 
 def _plan(variant, dtype):
     tile, _, mode = variant.partition("-")
-    MR, vector_bytes = packed_gemm.TILES[tile]
+    MR, vector_bytes = TILE_SHAPES[tile]
     parallel = mode == "parallel"
     return gemm_plan.Plan(tile, packed_gemm.TILE_IDS[tile], MR,
                           vector_bytes // np.dtype(dtype).itemsize, parallel, 2 if parallel else 1)
@@ -264,7 +267,7 @@ def test_switch_values(monkeypatch):
         monkeypatch.setenv("NBLSTM_CPU_GEMM", f"{tile}-serial")
         plan = gemm_plan.plan(np.float64, 10 ** 9)
         assert (plan.tile, plan.parallel, plan.workers) == (tile, False, 1)
-        assert plan.U * 8 == packed_gemm.TILES[tile][1]
+        assert plan.U * 8 == TILE_SHAPES[tile][1]
         monkeypatch.setenv("NBLSTM_CPU_GEMM", f"{tile}-parallel")
         assert gemm_plan.plan(np.float32, 1).parallel
     monkeypatch.setenv("NBLSTM_CPU_GEMM", "auto")
@@ -282,7 +285,7 @@ def test_switch_values(monkeypatch):
 def test_workqueue_threading_layer_runs_the_serial_driver_and_says_so():
     """numba's workqueue layer costs ~100 us per parallel region: the plan falls back to
     the serial driver (results unchanged) and ``describe`` (``nblstm info``) says why."""
-    code = ("import numpy as np, os; from nblstm.kernels import gemm_plan, cpu; "
+    code = ("import numpy as np, os; from nblstm.kernels.cpu import plan as gemm_plan; "
             "p = gemm_plan.plan(np.float32, 10 ** 9); print(p.parallel); "
             "print(gemm_plan.describe())")
     env = {k: v for k, v in os.environ.items()
@@ -301,7 +304,7 @@ def test_workqueue_threading_layer_runs_the_serial_driver_and_says_so():
 def _fresh_llvm_ir(dispatcher, *args) -> str:
     """LLVM IR of a kernel compiled afresh (numba cannot show cached code)."""
     from numba import njit
-    fresh = njit(**{**cpu._JIT_OPTIONS, "cache": False})(dispatcher.py_func)
+    fresh = njit(**{**JIT_OPTIONS, "cache": False})(dispatcher.py_func)
     fresh(*args)
     return "\n".join(fresh.inspect_llvm(sig) for sig in fresh.signatures)
 

@@ -8,19 +8,12 @@ import pytest
 
 import nblstm
 from nblstm import reference
+from _backends import skip_if_too_big_for_simulator
 from _problems import as_dtype, assert_unchanged, cell_problem, sequence_problem, snapshot
 
 # (n_x, m, T, n_a, n_y): edge sizes (T=1, B=1, H=1, X=1, Y=1) and a few ordinary ones.
 SEQUENCE_SHAPES = [(3, 10, 7, 5, 2), (1, 1, 1, 1, 1), (2, 1, 6, 3, 4), (4, 3, 1, 2, 3),
                    (2, 5, 3, 1, 2), (5, 2, 4, 7, 1), (6, 17, 9, 13, 5)]
-# The CUDA simulator runs every GPU thread as Python (~0.2 ms each): shapes above this many
-# (batch x hidden x time) units run on the CPU and on real GPUs only.
-SIMULATOR_MAX_UNITS = 400
-
-
-def skip_if_too_big_for_simulator(backend, m, n_a, T):
-    if backend.simulated and m * n_a * T > SIMULATOR_MAX_UNITS:
-        pytest.skip(f"{m}x{n_a}x{T} units is too large for the CUDA simulator")
 CELL_SHAPES = [(3, 10, 5, 2), (1, 1, 1, 1), (4, 1, 3, 3), (2, 7, 1, 2), (6, 3, 9, 1)]
 
 
@@ -29,9 +22,10 @@ def put_parameters(backend, parameters):
 
 
 @pytest.mark.parametrize("shape", SEQUENCE_SHAPES, ids=lambda s: "x{}_m{}_T{}_a{}_y{}".format(*s))
+@pytest.mark.usefixtures("cpu_gemm")  # reaches the LSTM kernels: every CPU GEMM
 def test_lstm_forward_matches_reference(backend, dtype, shape):
     n_x, m, T, n_a, n_y = shape
-    skip_if_too_big_for_simulator(backend, m, n_a, T)
+    skip_if_too_big_for_simulator(backend, m * n_a * T)
     prob = sequence_problem(n_x, m, T, n_a, n_y, seed=sum(shape), dtype=dtype.dtype)
     x, a0, params = prob["x"], prob["a0"], prob["parameters"]
     before = snapshot(x, a0, params)
@@ -55,9 +49,10 @@ def test_lstm_forward_matches_reference(backend, dtype, shape):
 
 
 @pytest.mark.parametrize("shape", SEQUENCE_SHAPES, ids=lambda s: "x{}_m{}_T{}_a{}_y{}".format(*s))
+@pytest.mark.usefixtures("cpu_gemm")  # reaches the LSTM kernels: every CPU GEMM
 def test_lstm_backward_matches_reference(backend, dtype, shape):
     n_x, m, T, n_a, n_y = shape
-    skip_if_too_big_for_simulator(backend, m, n_a, T)
+    skip_if_too_big_for_simulator(backend, m * n_a * T)
     prob = sequence_problem(n_x, m, T, n_a, n_y, seed=sum(shape) + 1, dtype=dtype.dtype)
     x, a0, params, da = prob["x"], prob["a0"], prob["parameters"], prob["da"]
     _, _, _, caches = nblstm.lstm_forward(backend.put(x), backend.put(a0),
@@ -76,6 +71,7 @@ def test_lstm_backward_matches_reference(backend, dtype, shape):
 
 
 @pytest.mark.parametrize("T_prime", [1, 3, 6])
+@pytest.mark.usefixtures("cpu_gemm")  # reaches the LSTM kernels: every CPU GEMM
 def test_lstm_backward_with_fewer_steps_than_forward(backend, dtype, T_prime):
     """As in the course's own test: da covers only the first T' steps of a T=6 forward."""
     prob = sequence_problem(3, 4, 6, 5, 2, seed=T_prime, dtype=dtype.dtype)
@@ -114,6 +110,7 @@ def test_lstm_backward_on_edited_or_hand_built_caches(backend, dtype):
 
 
 @pytest.mark.parametrize("shape", CELL_SHAPES, ids=lambda s: "x{}_m{}_a{}_y{}".format(*s))
+@pytest.mark.usefixtures("cpu_gemm")  # reaches the LSTM kernels: every CPU GEMM
 def test_lstm_cell_forward_and_backward_match_reference(backend, dtype, shape):
     n_x, m, n_a, n_y = shape
     prob = cell_problem(n_x, m, n_a, n_y, seed=sum(shape), dtype=dtype.dtype)
@@ -190,6 +187,7 @@ def test_non_contiguous_inputs_give_the_same_results(backend, dtype, how):
     dtype.assert_output_close(backend.get(cell[0]), ref_cell[0])
 
 
+@pytest.mark.usefixtures("cpu_gemm")  # reaches the LSTM kernels: every CPU GEMM
 def test_nan_propagates(backend, dtype):
     prob = sequence_problem(3, 4, 5, 6, 2, seed=5, dtype=dtype.dtype)
     x = prob["x"].copy()
@@ -207,6 +205,7 @@ def test_nan_propagates(backend, dtype):
     assert np.isnan(backend.get(grads["dWf"])).any()
 
 
+@pytest.mark.usefixtures("cpu_gemm")  # reaches the LSTM kernels: every CPU GEMM
 def test_saturated_inputs_stay_finite(backend, dtype):
     """Huge pre-activations saturate the gates instead of overflowing to NaN."""
     prob = sequence_problem(3, 4, 3, 5, 2, seed=9, dtype=dtype.dtype)
@@ -223,6 +222,7 @@ def test_saturated_inputs_stay_finite(backend, dtype):
 
 
 @pytest.mark.parametrize("chunk_steps", [1, 2, 3, 32])
+@pytest.mark.usefixtures("cpu_gemm")  # reaches the LSTM kernels: every CPU GEMM
 def test_chunked_inference_matches_the_training_forward(backend, dtype, chunk_steps):
     """The inference pass (time chunks, nothing kept per step) gives the training pass's
     hidden states and final state, for chunk sizes that do and do not divide T."""

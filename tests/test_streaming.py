@@ -7,7 +7,7 @@ shapes stay tiny for the simulator.
 import numpy as np
 import pytest
 
-from conftest import BACKENDS
+from _backends import BACKENDS
 from nblstm import LSTM
 
 #: float64 streaming equals one call within this relative bound (the issue's acceptance).
@@ -46,6 +46,7 @@ def _stream(model, x, boundaries, backend, state=None, time_axis=0):
     return np.concatenate(outputs, axis=time_axis), tuple(backend.get(s) for s in state)
 
 
+@pytest.mark.usefixtures("cpu_gemm")  # reaches the LSTM kernels: every CPU GEMM
 def test_chunked_calls_carrying_state_equal_one_call(backend, dtype):
     """Two layers: the state of every layer is carried (one layer is the special case)."""
     num_layers = 2

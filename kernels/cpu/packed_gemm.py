@@ -27,14 +27,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .cpu_options import JIT_OPTIONS
+from ..config import JIT_OPTIONS, TILES
 
-#: name -> (MR rows, vector bytes). Index in this dict = the tile id the kernels take.
-TILES = {
-    "avx512": (4, 64),   # 4 x 64 float32 / 4 x 32 float64: 16 zmm accumulators of 32
-    "avx2": (3, 32),     # 3 x 32 float32 / 3 x 16 float64: 12 ymm accumulators of 16
-    "sse": (4, 16),      # 4 x 16 float32 / 4 x 8 float64: 128-bit vectors (SSE, NEON)
-}
 TILE_IDS = {name: index for index, name in enumerate(TILES)}
 
 

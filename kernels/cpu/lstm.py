@@ -1,11 +1,11 @@
-"""CPU kernels: ``@njit`` fused gate updates and whole-sequence LSTM loops.
+"""CPU LSTM kernels: ``@njit`` fused gate updates and whole-sequence LSTM loops.
 
 Layout: time-major ``(T, B, F)``, C-contiguous (the caller, ``nblstm.ops``, converts at the
 edge). Fused weights ``W_x (X, 4H)``, ``W_h (H, 4H)``, bias ``b (4H,)``; the 4H axis holds
 the gate blocks in the order (i, f, g, o). float32 and float64; all arrays of one call share
 one dtype. Output buffers are passed in (so the CUDA backend can export the same signatures).
 
-Design notes (measured on this project's machine, see DESIGN.md):
+Design notes:
 - The time loop runs inside ``@njit``: no Python per step. Each step is one BLAS GEMM
   (numba's ``np.dot``, i.e. scipy's BLAS) and one fused loop over the hidden units.
 - The fused loop reads 1-D row slices (``z[0:H]``, ``z[H:2H]``...), not ``z[b, H + j]``:
@@ -15,16 +15,20 @@ Design notes (measured on this project's machine, see DESIGN.md):
 - No ``fastmath``: it would assume finite math and NaN inputs must reach the outputs.
 - No ``parallel=True`` on the BLAS path: a parallel region next to multithreaded BLAS calls
   is many times slower (threads fight); BLAS provides the threads there.
-- The sequence loops have two implementations, chosen per call by ``gemm_plan``
+- The sequence loops have two implementations, chosen per call by ``plan``
   (``NBLSTM_CPU_GEMM``): the packed-weight micro-kernel GEMM with the gate math in the same
   parallel region (``packed_lstm``, the default) and the BLAS-per-step loops below.
+
+The functions without a leading underscore are part of the twin contract
+(``kernels/contract.py``): ``kernels/cuda/lstm.py`` has each of them with the same parameters.
 """
 import numpy as np
 from numba import njit
 
-from . import gates, gemm_plan, packed_lstm
-from .cpu_options import CACHE as _CACHE, JIT_OPTIONS as _JIT_OPTIONS  # noqa: F401
-from .fastmath import exp
+from ..config import JIT_OPTIONS as _JIT_OPTIONS
+from ..math import gates
+from ..math.fastmath import exp
+from . import packed_lstm, plan
 
 
 @njit(**_JIT_OPTIONS)
@@ -114,16 +118,16 @@ def lstm_sequence_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: np
     Algorithm: ``gates_all`` first receives the input projection of all steps (one GEMM),
     then each step adds ``h_{t-1} @ W_h`` (one GEMM) and the bias, and the fused gate
     update overwrites that step's slice with the activated gates. The GEMMs run on the
-    packed micro-kernel or BLAS, as ``NBLSTM_CPU_GEMM`` says (``gemm_plan``). Inputs may be
+    packed micro-kernel or BLAS, as ``NBLSTM_CPU_GEMM`` says (``plan``). Inputs may be
     non-contiguous (copied); the outputs must be C-contiguous.
     """
     H = h0.shape[1]
-    plan = gemm_plan.plan(x.dtype, x.shape[1] * H * 4 * H)
+    gemm = plan.plan(x.dtype, x.shape[1] * H * 4 * H)
     x, h0, c0, W_x, W_h, b = (np.ascontiguousarray(a) for a in (x, h0, c0, W_x, W_h, b))
-    if plan is None:
+    if gemm is None:
         _blas_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all)
     else:
-        packed_lstm.sequence_forward(plan, x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all)
+        packed_lstm.sequence_forward(gemm, x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all)
 
 
 @njit(**_JIT_OPTIONS)
@@ -173,20 +177,20 @@ def lstm_sequence_backward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: n
     ``dz_t`` and ``dc_{t-1}``; then ``dh_{t-1} = dz_t @ W_h^T`` (one GEMM). After the loop
     the weight gradients and ``dx`` are three GEMMs over all steps at once. Padding steps
     get ``dz = 0``, so they add nothing to the weight gradients. The GEMMs run on the packed
-    micro-kernel or BLAS, as ``NBLSTM_CPU_GEMM`` says (``gemm_plan``). Inputs may be
+    micro-kernel or BLAS, as ``NBLSTM_CPU_GEMM`` says (``plan``). Inputs may be
     non-contiguous (copied); the outputs must be C-contiguous.
     """
     B = x.shape[1]
     H = h0.shape[1]
-    plan = gemm_plan.plan(x.dtype, B * H * 4 * H, backward=True)
+    gemm = plan.plan(x.dtype, B * H * 4 * H, backward=True)
     x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n, lengths = (
         np.ascontiguousarray(a)
         for a in (x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n, lengths))
-    if plan is None:
+    if gemm is None:
         _blas_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n,
                                 dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, db)
     else:
-        packed_lstm.sequence_backward(plan, x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
+        packed_lstm.sequence_backward(gemm, x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
                                       dh_n, dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, db)
 
 
@@ -363,4 +367,3 @@ def reverse_axes_copy(src, dst):
                     dst_row = dst[k, j]
                     for i in range(i0, i1):
                         dst_row[i] = src[i, j, k]
-from .training_cpu import adam_update, gather_rows, scale_in_place, sgd_momentum_update, sgd_update, softmax_cross_entropy_rows, sum_of_squares  # noqa: E402,F401  (nblstm.training)

@@ -1,12 +1,12 @@
 """Only the GEMMs of nblstm's CPU algorithm, with the same shapes and the same BLAS
 (numba's ``np.dot``, i.e. scipy's): the honest floor of the design, timed by the benchmarks.
 
-Layouts as in ``cpu.py``: x (T, B, X), h_all (T, B, H), W_x (X, 4H), W_h (H, 4H).
+Layouts as in ``lstm.py``: x (T, B, X), h_all (T, B, H), W_x (X, 4H), W_h (H, 4H).
 """
 import numpy as np
 from numba import njit
 
-from .cpu_options import JIT_OPTIONS as _JIT_OPTIONS
+from ..config import JIT_OPTIONS as _JIT_OPTIONS
 
 
 @njit(**_JIT_OPTIONS)

@@ -1,10 +1,10 @@
-"""CUDA kernels (numba-cuda) of the training helpers: the GPU twin of ``training_cpu.py``.
+"""CUDA kernels (numba-cuda) of the training helpers: the GPU twin of ``cpu/training.py``.
 
-Same functions, same argument order as ``kernels/training_cpu.py`` (see there for shapes)
-and the same per-element math: both call ``training_math.py``; ``nblstm.kernels.cuda`` re-exports
-them. The arrays are all CuPy arrays or all numba device arrays; kernels launch through
-``kernels/cuda.py``'s ``_Launch`` (CuPy's current stream and the arrays' device for CuPy
-arrays, the default stream for numba device arrays).
+Same functions, same argument order as ``kernels/cpu/training.py`` (see there for shapes;
+the twin contract, ``kernels/contract.py``) and the same per-element math: both call
+``kernels/math/training.py``. The arrays are all CuPy arrays or all numba device arrays;
+kernels launch through ``launch.Launch`` (CuPy's current stream and the arrays' device for
+CuPy arrays, the default stream for numba device arrays).
 
 - Elementwise kernels use grid-stride loops over a capped grid (small in the simulator,
   where every thread runs as Python).
@@ -14,15 +14,12 @@ arrays, the default stream for numba device arrays).
 - float32 kernels do float32 math: the scalars arrive in the data's dtype and constants are
   typed like the data (checked on PTX by ``tests/test_cuda_ptx.py``).
 """
-import math
-
 import numpy as np
 
-from . import training_math as math_
-from .cuda_target import SIMULATOR, cuda
-
-_THREADS = 32 if SIMULATOR else 256
-_MAX_BLOCKS = 2 if SIMULATOR else 1024
+from ..config import SIMULATOR
+from ..math import training as math_
+from .launch import Launch
+from .target import cuda
 
 # The simulator hands kernels its own array objects, which an @njit function cannot take
 # (scalar-only ones like adam_step are fine): there, run the same function's Python source.
@@ -73,7 +70,7 @@ def _scale_kernel(a, factor):
 
 @cuda.jit
 def _softmax_cross_entropy_kernel(logits, targets, dlogits, losses, scale):
-    """One thread per row; see ``training_cpu.softmax_cross_entropy_rows``."""
+    """One thread per row; see ``kernels.cpu.training.softmax_cross_entropy_rows``."""
     r = cuda.grid(1)
     if r < logits.shape[0]:
         losses[r] = _cross_entropy_row(logits[r], targets[r], dlogits[r], scale)
@@ -91,75 +88,57 @@ def _gather_rows_kernel(src, index, dst):
 
 # ------------------------------------------------------------------------- host side
 
-def _launch(like):
-    """``kernels.cuda._Launch`` for ``like``'s arrays. Imported here, at call time:
-    ``kernels/cuda.py`` imports this module at its end, so a module-level import would be
-    circular whichever of the two is imported first."""
-    from .cuda import _Launch
-    return _Launch(like)
-
-
-def _grid(n: int) -> tuple[int, int]:
-    """(blocks, threads) for a grid-stride loop over ``n`` items."""
-    return max(1, min(math.ceil(n / _THREADS), _MAX_BLOCKS)), _THREADS
-
-
 def sgd_update(param, grad, lr, weight_decay):
-    """Plain SGD step in place; see ``training_cpu.sgd_update``."""
-    with _launch(param) as run:
-        blocks, threads = _grid(param.shape[0])
-        _sgd_kernel[blocks, threads, run.stream](run.kernel_arg(param), run.kernel_arg(grad),
-                                                 lr, weight_decay)
+    """Plain SGD step in place; see ``kernels.cpu.training.sgd_update``."""
+    with Launch(param) as run:
+        run.launch_grid_stride(_sgd_kernel, param.shape[0])(
+            run.kernel_arg(param), run.kernel_arg(grad), lr, weight_decay)
 
 
 def sgd_momentum_update(param, grad, buffer, lr, momentum, weight_decay, nesterov):
-    """SGD step with momentum in place; see ``training_cpu.sgd_momentum_update``."""
-    with _launch(param) as run:
-        blocks, threads = _grid(param.shape[0])
-        _sgd_momentum_kernel[blocks, threads, run.stream](
+    """SGD step with momentum in place; see ``kernels.cpu.training.sgd_momentum_update``."""
+    with Launch(param) as run:
+        run.launch_grid_stride(_sgd_momentum_kernel, param.shape[0])(
             *(run.kernel_arg(a) for a in (param, grad, buffer)), lr, momentum, weight_decay,
             nesterov)
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, step_size, one_minus_beta1, beta2,
                 one_minus_beta2, eps, weight_decay, bias_correction2_sqrt):
-    """Adam step in place; see ``training_cpu.adam_update``."""
-    with _launch(param) as run:
-        blocks, threads = _grid(param.shape[0])
-        _adam_kernel[blocks, threads, run.stream](
+    """Adam step in place; see ``kernels.cpu.training.adam_update``."""
+    with Launch(param) as run:
+        run.launch_grid_stride(_adam_kernel, param.shape[0])(
             *(run.kernel_arg(a) for a in (param, grad, exp_avg, exp_avg_sq)), step_size,
             one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, bias_correction2_sqrt)
 
 
 def sum_of_squares(a) -> float:
     """``sum(a ** 2)`` of a non-empty 1-D array as a Python float; see
-    ``training_cpu.sum_of_squares``. Waits for the GPU (the value goes to the host)."""
-    with _launch(a) as run:
-        blocks, threads = _grid(a.shape[0])
+    ``kernels.cpu.training.sum_of_squares``. Waits for the GPU (the value goes to the host)."""
+    with Launch(a) as run:
+        blocks, threads = run.grid_stride_size(a.shape[0])
         partial = run.zeros((blocks * threads,), a.dtype)
-        _partial_sums_of_squares_kernel[blocks, threads, run.stream](run.kernel_arg(a),
-                                                                     run.kernel_arg(partial))
-        host = partial.get() if run.cupy is not None else partial.copy_to_host()
+        run.launch_grid_stride(_partial_sums_of_squares_kernel, a.shape[0])(
+            run.kernel_arg(a), run.kernel_arg(partial))
+        host = run.to_host(partial)
     return float(host.astype(np.float64).sum())
 
 
 def scale_in_place(a, factor):
-    """``a *= factor`` in place; see ``training_cpu.scale_in_place``."""
-    with _launch(a) as run:
-        blocks, threads = _grid(a.shape[0])
-        _scale_kernel[blocks, threads, run.stream](run.kernel_arg(a), factor)
+    """``a *= factor`` in place; see ``kernels.cpu.training.scale_in_place``."""
+    with Launch(a) as run:
+        run.launch_grid_stride(_scale_kernel, a.shape[0])(run.kernel_arg(a), factor)
 
 
 def softmax_cross_entropy_rows(logits, targets, dlogits, losses, scale):
-    """Per-row softmax cross-entropy; see ``training_cpu.softmax_cross_entropy_rows``."""
-    with _launch(logits) as run:
+    """Per-row softmax cross-entropy; see ``kernels.cpu.training.softmax_cross_entropy_rows``."""
+    with Launch(logits) as run:
         run.launch_1d(_softmax_cross_entropy_kernel, logits.shape[0])(
             *(run.kernel_arg(a) for a in (logits, targets, dlogits, losses)), scale)
 
 
 def gather_rows(src, index, dst):
-    """``dst[i, :] = src[index[i], :]``; see ``training_cpu.gather_rows``."""
-    with _launch(src) as run:
-        blocks, threads = _grid(dst.shape[0] * dst.shape[1])
-        _gather_rows_kernel[blocks, threads, run.stream](
+    """``dst[i, :] = src[index[i], :]``; see ``kernels.cpu.training.gather_rows``."""
+    with Launch(src) as run:
+        run.launch_grid_stride(_gather_rows_kernel, dst.shape[0] * dst.shape[1])(
             *(run.kernel_arg(a) for a in (src, index, dst)))

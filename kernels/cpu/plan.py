@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .packed_gemm import TILE_IDS, TILES
+from ..config import PARALLEL_MIN_STEP_MACS, TILES
+from .packed_gemm import TILE_IDS
 
 ENVIRONMENT_VARIABLE = "NBLSTM_CPU_GEMM"
 #: Multiply-adds of one step's recurrent product (B * H * 4H) below which ``auto`` runs BLAS

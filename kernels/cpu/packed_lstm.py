@@ -1,6 +1,6 @@
 """The LSTM sequence loops on the packed-weight GEMM (``packed_gemm``): the CPU fast path.
 
-Same layouts and semantics as ``cpu.lstm_sequence_forward``/``lstm_sequence_backward``:
+Same layouts and semantics as ``lstm.lstm_sequence_forward``/``lstm_sequence_backward``:
 time-major ``(T, B, F)`` C-contiguous arrays, fused weights ``W_x (X, 4H)``, ``W_h (H, 4H)``,
 ``b (4H,)`` with gate blocks (i, f, g, o). What differs is how the products are computed:
 
@@ -28,13 +28,9 @@ weights) are allocated per call, so concurrent calls from several threads share 
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from . import gates
-from .cpu_options import JIT_OPTIONS, PARALLEL_JIT_OPTIONS
+from ..config import JIT_OPTIONS, KC, PARALLEL_JIT_OPTIONS
+from ..math import gates
 from .packed_gemm import pack_gate_panels, pack_panels, panel_product
-
-#: Depth of the K-blocks: one ``KC x NR`` slice of a packed panel (64 KiB for the float32
-#: AVX-512 tile) stays in L2 while every row block of A runs against it.
-KC = 256
 
 
 # ------------------------------------------------------------------------------ plain GEMM
@@ -110,7 +106,7 @@ def _gates_forward_units(z, b, c_prev, c_out, h_out, j0, j1):
     c_out, h_out (B, H). A function of its own: inlined into the GEMM task, LLVM left
     this loop scalar (measured 8x slower)."""
     H = c_prev.shape[1]
-    # 1-D slices, not 2-D indexing: keeps the unit loop vectorizable (see cpu.py).
+    # 1-D slices, not 2-D indexing: keeps the unit loop vectorizable (see lstm.py).
     b_i, b_f, b_g, b_o = b[j0:j1], b[H + j0:H + j1], b[2 * H + j0:2 * H + j1], b[3 * H + j0:3 * H + j1]
     for row in range(c_prev.shape[0]):
         zr = z[row]
@@ -312,7 +308,7 @@ def _gemm(plan, a, a_rs, a_ks, M, K, packed, c, edge_tiles) -> None:
 
 def sequence_forward(plan, x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all) -> None:
     """``cpu.lstm_sequence_forward`` on the packed GEMM; arguments and outputs as there.
-    All arrays C-contiguous, one dtype; ``plan`` from ``gemm_plan.plan``."""
+    All arrays C-contiguous, one dtype; ``plan`` from ``plan.plan``."""
     T, B, X = x.shape
     H = h0.shape[1]
     dtype = x.dtype

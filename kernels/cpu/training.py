@@ -1,7 +1,8 @@
 """CPU kernels (``@njit``) of the training helpers (``nblstm.training``).
 
-``kernels/training_cuda.py`` exports the same functions with the same argument order; both
-are reached through the backend module (``nblstm.kernels.cpu`` / ``.cuda`` re-export them).
+``kernels/cuda/training.py`` exports the same functions with the same argument order (the
+twin contract, ``kernels/contract.py``); both are reached through the target facades
+(``nblstm.kernels.cpu`` / ``nblstm.kernels.cuda``).
 
 Every array here is 1-D and C-contiguous unless stated otherwise (the caller flattens
 C-contiguous parameters into views, so the updates land in the caller's arrays). Parameter,
@@ -12,23 +13,13 @@ every constant below is typed like the data (``type(x)(1)``).
 The update formulas follow ``torch.optim.SGD`` and ``torch.optim.Adam`` (defaults: no
 dampening, no AMSGrad, L2-style weight decay added to the gradient) operation by operation,
 so float64 results agree with torch to rounding. The per-element math is written once,
-in ``training_math.py``, for both targets.
+in ``kernels/math/training.py``, for both targets.
 """
-import os
-
 import numpy as np
 from numba import njit
 
-from . import training_math as math_
-
-# Same options as kernels/cpu.py (see there): numba's on-disk cache unless
-# NBLSTM_NUMBA_CACHE=0, IEEE division, no GIL held.
-_CACHE = os.environ.get("NBLSTM_NUMBA_CACHE", "1") != "0"
-_JIT_OPTIONS = dict(cache=_CACHE, error_model="numpy", nogil=True)
-
-#: Elements per partial sum in ``sum_of_squares`` (the partials are added in float64 on the
-#: host). Same role as a CUDA block's partial sum in ``training_cuda``.
-SUM_CHUNK = 1024
+from ..config import JIT_OPTIONS as _JIT_OPTIONS, SUM_CHUNK
+from ..math import training as math_
 
 
 @njit(**_JIT_OPTIONS)
@@ -46,7 +37,7 @@ def sgd_update(param, grad, lr, weight_decay):
 @njit(**_JIT_OPTIONS)
 def sgd_momentum_update(param, grad, buffer, lr, momentum, weight_decay, nesterov):
     """SGD step with (Nesterov) momentum, in place, as ``torch.optim.SGD`` (dampening 0);
-    the formula is ``training_math.sgd_momentum_step``.
+    the formula is ``kernels/math/training.sgd_momentum_step``.
 
     param   (n,)  parameters, updated in place
     grad    (n,)  gradient (read only)
@@ -62,7 +53,7 @@ def sgd_momentum_update(param, grad, buffer, lr, momentum, weight_decay, nestero
 def adam_update(param, grad, exp_avg, exp_avg_sq, step_size, one_minus_beta1, beta2,
                 one_minus_beta2, eps, weight_decay, bias_correction2_sqrt):
     """Adam step, in place, as ``torch.optim.Adam`` (no AMSGrad); the formula is
-    ``training_math.adam_step``.
+    ``kernels/math/training.adam_step``.
 
     param       (n,)  parameters, updated in place
     grad        (n,)  gradient (read only)

@@ -1,7 +1,7 @@
 """The per-element math of the training helpers, written once for every numba target.
 
 Like ``gates.py``: ``@njit(inline="always")`` functions that the CPU kernels
-(``training_cpu.py``) and the CUDA kernels (``training_cuda.py``) both call, so the update
+(``kernels/cpu/training.py``) and the CUDA kernels (``kernels/cuda/training.py``) both call, so the update
 rules exist in one copy. The formulas follow ``torch.optim.SGD`` / ``torch.optim.Adam``
 operation by operation (so float64 agrees with torch to rounding). Scalars arrive in the
 data's dtype and constants are typed like the data (``type(x)(0)``): float32 stays float32.
