@@ -28,7 +28,9 @@ from typing import Callable
 import numpy as np
 
 from . import _environment, ops, reference, seed
-from ._dispatch import CPU, Backend, backend_named, cuda_unavailable_reason, device_array_kind
+from ._dispatch import (CPU, Backend, backend_named, cuda_unavailable_reason,
+                        device_array_kind)
+from ._files import atomic_open
 
 #: (T, B, X, H) of the grid, by size class.
 GRID = {
@@ -388,10 +390,11 @@ def plot(document: dict, path: str) -> None:
     ax.set_title(f"nblstm benchmark: {cpu['model']}, {cpu['logical_cpus']} CPUs")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_open(path, "wb") as file:
+        fig.savefig(file, dpi=110, format=os.path.splitext(os.fspath(path))[1][1:] or "png")
     plt.close(fig)
 
 
 def save_json(document: dict, path: str) -> None:
-    with open(path, "w") as f:
+    with atomic_open(path, "w") as f:
         json.dump(document, f, indent=1, default=float)

@@ -17,12 +17,14 @@ return a ``DemoResult`` with the measured wall time.
 The optional packages come with ``pip install "nblstm[examples]"``; ``missing_packages``
 tells which are absent.
 """
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ._files import atomic_open
 from .training import Adam, Batcher, clip_grad_norm, softmax_cross_entropy
 
 EXTRAS_HINT = 'pip install "nblstm[examples]"'
@@ -156,7 +158,8 @@ def plot_losses(losses: list, path: str, title: str, ylabel: str,
     axes.set_title(title)
     axes.legend()
     figure.tight_layout()
-    figure.savefig(path)
+    with atomic_open(path, "wb") as file:
+        figure.savefig(file, format=os.path.splitext(os.fspath(path))[1][1:] or "png")
     return path
 
 

@@ -7,9 +7,11 @@ on a Dask scheduler.
   at a time; the outputs ``(T, B, D*H)`` (or ``(B, T, D*H)``) are written block by block
   into a ``.npy`` opened with ``np.lib.format.open_memmap``. Memory use is a few blocks,
   whatever the file sizes.
-- The output goes to a temporary name beside the final one and is renamed when complete:
-  a bad file or a failure midway leaves nothing under the final name (and an existing file
-  there untouched).
+- The output goes to a temporary file beside the final one (``nblstm._files``: an
+  unpredictable name, created exclusively) and is renamed when complete: a bad file or a
+  failure midway leaves nothing under the final name (and an existing file there
+  untouched). An output path that names the model or the input file (also through links
+  or another spelling of the path) is refused before any work.
 - With a scheduler address, blocks run as tasks on the Dask cluster (``distributed``): the
   weights are sent to every worker once; this process reads the blocks from the file and
   writes the results, keeping a few blocks per worker in flight. The workers need no
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ._files import atomic_path, same_file
 from ._validate import describe_shape
 from .layers import LSTM
 
@@ -83,11 +86,16 @@ def infer_file(model_path: str | os.PathLike, input_path: str | os.PathLike,
     progress    a progress bar on stderr (tqdm when installed)
 
     Bad files raise ``ValueError``/``TypeError`` naming the file, before anything is
-    written; ``FileNotFoundError`` for a missing one.
+    written; ``FileNotFoundError`` for a missing one; ``ValueError`` for an output that is
+    the model or the input file.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
             or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    for role, other in (("model", model_path), ("input", input_path)):
+        if same_file(output_path, other):
+            raise ValueError(f"the output {os.fspath(output_path)} is the {role} file "
+                             f"{os.fspath(other)}: choose another output path")
     model = LSTM.load(model_path)
     inputs = open_inputs(input_path, model)
     batch_axis = 0 if model.batch_first else 1
@@ -101,23 +109,20 @@ def infer_file(model_path: str | os.PathLike, input_path: str | os.PathLike,
         return np.ascontiguousarray(inputs[index])
 
     output_path = os.fspath(output_path)
-    temporary = f"{output_path}.{os.getpid()}.tmp"
     started = time.perf_counter()
-    try:
+    with atomic_path(output_path) as temporary:
         outputs = np.lib.format.open_memmap(temporary, mode="w+", dtype=model.dtype,
                                             shape=tuple(out_shape))
-        run = _run_on_cluster if scheduler is not None else _run_locally
-        with _ProgressBar(B, progress) as bar:
-            for block, result in run(model, blocks, read, scheduler):
-                index = (block,) if batch_axis == 0 else (slice(None), block)
-                outputs[index] = result
-                bar(block.stop - block.start)
-        outputs.flush()
-        del outputs
-        os.replace(temporary, output_path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+        try:
+            run = _run_on_cluster if scheduler is not None else _run_locally
+            with _ProgressBar(B, progress) as bar:
+                for block, result in run(model, blocks, read, scheduler):
+                    index = (block,) if batch_axis == 0 else (slice(None), block)
+                    outputs[index] = result
+                    bar(block.stop - block.start)
+            outputs.flush()
+        finally:
+            del outputs  # closes the memory map before the rename (or the removal)
     return InferenceResult(output_path, tuple(out_shape), model.dtype, B, len(blocks),
                            time.perf_counter() - started)
 

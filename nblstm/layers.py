@@ -22,23 +22,23 @@ read on every call: in-place updates (an optimizer step) are seen by the next ca
 """
 from __future__ import annotations
 
-import json
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from . import ops
+from . import _model_file, ops
 from ._dispatch import (Backend, array_dtype, array_kind, backend_named, check_on_backend,
                         convert, convert_results, select_backend, transposed,
                         with_array_attributes)
 from ._validate import FLOAT_DTYPES, describe_shape
 
 #: Marks an ``LSTM.save`` file; the version changes if the file layout ever does.
-FILE_FORMAT = "nblstm.LSTM"
-FILE_VERSION = 1
+FILE_FORMAT = _model_file.FORMAT
+FILE_VERSION = _model_file.VERSION
 
 _DEVICES = ("cpu", "cuda")
 
@@ -64,7 +64,7 @@ class LSTMCache:
     Opaque to users; holds the weights as they were at forward time, so an optimizer step
     between forward and backward does not change the gradients.
     """
-    model_id: int
+    model_token: object  # the LSTM's ``_cache_token``
     backend: Backend
     result_kind: str
     dtype: np.dtype
@@ -88,6 +88,13 @@ class LSTM:
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, bidirectional: bool = False,
                  dtype: Any = np.float32, seed: int | None = None) -> None:
+        self._configure(input_size, hidden_size, num_layers, bias, batch_first, bidirectional,
+                        dtype)
+        self._parameters = self._initial_parameters(np.random.default_rng(seed))
+
+    def _configure(self, input_size: int, hidden_size: int, num_layers: int, bias: bool,
+                   batch_first: bool, bidirectional: bool, dtype: Any) -> None:
+        """Check and store the configuration (no parameters yet)."""
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -103,7 +110,9 @@ class LSTM:
         self.bidirectional = bool(bidirectional)
         self.dtype = dtype
         self.device = "cpu"
-        self._parameters = self._initial_parameters(np.random.default_rng(seed))
+        # Identifies this model's training caches (``id(self)`` can be reused by a new
+        # model once this one is freed; a fresh object cannot).
+        self._cache_token = object()
 
     # ------------------------------------------------------------------ configuration
 
@@ -200,11 +209,21 @@ class LSTM:
         kind = check_on_backend(name, value, backend,
                                 where=f"the LSTM's parameters are on {self.device!r}",
                                 remedy="move one of them (lstm.to('cuda'/'cpu'))")
-        if array_dtype(value) != self.dtype:
-            raise TypeError(f"{name} has dtype {array_dtype(value)}; this LSTM is "
-                            f"{self.dtype.name} (convert the input or build "
-                            f"LSTM(..., dtype={array_dtype(value).name}))")
+        dtype = array_dtype(value)
+        if dtype != self.dtype:
+            raise TypeError(f"{name} has dtype {dtype}; this LSTM is {self.dtype.name}: "
+                            f"{self._dtype_remedy(name, dtype)}")
         return kind
+
+    def _dtype_remedy(self, name: str, dtype: np.dtype) -> str:
+        """What a user with ``dtype`` data can do (only advice that works)."""
+        convert_to = f"{name.split()[0]}.astype(np.{self.dtype.name})"
+        if dtype in FLOAT_DTYPES:
+            return f"convert the input ({convert_to}) or build LSTM(..., dtype=np.{dtype.name})"
+        if dtype.kind == "f" and dtype.newbyteorder("=") in FLOAT_DTYPES:
+            return (f"its byte order is not this machine's (nblstm computes in native byte "
+                    f"order): convert it with {convert_to}")
+        return f"nblstm computes in float32 or float64 only: convert it with {convert_to}"
 
     def _input_layout(self, x: Any) -> tuple[bool, int, int]:
         """``(unbatched, T, B)`` of an input, after checking its shape."""
@@ -241,8 +260,11 @@ class LSTM:
                 continue
             self._check_array(f"{name} {part}", value, backend)
             if tuple(value.shape) != shape:
+                layers = self.num_layers * self.num_directions
+                batch = "" if len(shape) == 2 else f", B = {shape[1]} from x"
                 raise ValueError(f"{name} {part} must have shape {describe_shape(shape)} "
-                                 f"(num_layers * num_directions, B, hidden_size), got "
+                                 f"(num_layers * num_directions = {layers} and hidden_size = "
+                                 f"{self.hidden_size} from the LSTM{batch}), got "
                                  f"{describe_shape(value.shape)}")
 
     @staticmethod
@@ -313,6 +335,8 @@ class LSTM:
         else:
             h0_all, c0_all = (xp.ascontiguousarray(backend.adopt(s)).reshape(
                 self.num_layers * D, B, H) for s in state)
+            if train:  # the cache must not see later in-place writes into the caller's state
+                h0_all, c0_all = (ops.contiguous_copy(backend, s) for s in (h0_all, c0_all))
         lengths_dev = None if host_lengths is None else backend.adopt(host_lengths)
         # the reverse direction's copy kernel needs lengths: all T for full sequences (made
         # only when there is a reverse direction: on a GPU it is a host-to-device transfer)
@@ -322,8 +346,10 @@ class LSTM:
         if train and lengths_dev is not None:
             # padding values (NaN, say) must not reach the weight gradients (0 * NaN)
             layer_input = ops.time_steps_copy(backend, layer_input, lengths_dev, reverse=False)
+        elif train:  # the cache keeps its own input: later writes into x change nothing
+            layer_input = ops.contiguous_copy(backend, layer_input)
 
-        cache = LSTMCache(id(self), backend, result_kind, self.dtype, T, B, unbatched,
+        cache = LSTMCache(self._cache_token, backend, result_kind, self.dtype, T, B, unbatched,
                           lengths_dev) if train else None
         h_n, c_n = [], []
         for layer in range(self.num_layers):
@@ -361,6 +387,10 @@ class LSTM:
                 cache.directions.append(saved)
 
         out = self._output_layout(backend, layer_input, unbatched)
+        if train and D == 1 and (unbatched or not self.batch_first or T == 1 or B == 1):
+            # ``out`` is then a view of the last layer's h_all, which the cache holds: the
+            # caller may write into ``out`` without changing the gradients
+            out = ops.contiguous_copy(backend, out)
         h_n = xp.stack(h_n).reshape(state_shape)
         c_n = xp.stack(c_n).reshape(state_shape)
         results = convert_results((out, (h_n, c_n)), result_kind)
@@ -413,8 +443,9 @@ class LSTM:
         if not isinstance(cache, LSTMCache):
             raise TypeError(f"cache must be the third result of lstm.forward(..., train=True), "
                             f"got {type(cache).__name__}")
-        if cache.model_id != id(self):
-            raise ValueError("cache was made by a different LSTM")
+        if cache.model_token is not self._cache_token:
+            raise ValueError("cache was made by a different LSTM (it belongs to the model "
+                             "whose forward(..., train=True) returned it)")
         backend = cache.backend
         if d_out is not None:
             d_out = with_array_attributes(d_out)
@@ -489,13 +520,14 @@ class LSTM:
     def from_torch(cls, module: Any) -> "LSTM":
         """An ``LSTM`` with ``module``'s configuration and a copy of its weights (a
         ``torch.nn.LSTM`` of float32 or float64; on the GPU if the module is)."""
-        required = ("input_size", "hidden_size", "num_layers", "bias", "batch_first",
-                    "bidirectional")
-        if not all(hasattr(module, name) for name in required):
-            raise TypeError(f"module must be a torch.nn.LSTM, got {type(module).__name__}")
+        torch = sys.modules.get("torch")  # a torch module in hand means torch is imported
+        if torch is None or not isinstance(module, torch.nn.LSTM):
+            kind = type(module)
+            raise TypeError(f"module must be a torch.nn.LSTM, got {kind.__module__}."
+                            f"{kind.__qualname__} (GRU, RNN and other modules have other "
+                            f"weights and gates)")
         if getattr(module, "proj_size", 0):
             raise ValueError("LSTMs with proj_size > 0 are not supported")
-        import torch
         weights = {name: value.detach() for name, value in module.named_parameters()}
         first = next(iter(weights.values()))
         dtype = {torch.float32: np.dtype(np.float32),
@@ -527,59 +559,37 @@ class LSTM:
 
     def save(self, path: str | os.PathLike) -> str:
         """Write the configuration and parameters to an ``.npz`` file (".npz" is appended
-        when missing, as ``numpy.savez`` does); returns the path written. The file is
-        written under a temporary name and renamed, so a crash leaves no partial file."""
+        when missing, as ``numpy.savez`` does); returns the path written.
+
+        Atomic (``nblstm._files``): the file is written under an unpredictable temporary name
+        beside ``path`` (created exclusively: no planted file or link is followed), flushed
+        to disk, then renamed; a crash leaves ``path`` as it was, and concurrent saves to one
+        path each complete (the last rename wins). Loads with ``allow_pickle=False``."""
         path = os.fspath(path)
         if not path.endswith(".npz"):
             path += ".npz"
         arrays = {name: convert(value, "numpy") for name, value in self._parameters.items()}
-        header = json.dumps({"format": FILE_FORMAT, "version": FILE_VERSION,
-                             "config": self.config()})
-        temporary = f"{path}.{os.getpid()}.tmp"
-        try:
-            with open(temporary, "wb") as file:
-                np.savez(file, __nblstm__=np.array(header), **arrays)
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+        _model_file.write(path, self.config(), arrays)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu") -> "LSTM":
-        """Read a model written by ``save`` (``allow_pickle=False``). A damaged file, a file
-        of something else, or parameters that do not match the configuration raise
-        ``ValueError`` naming the file and the problem."""
+        """Read a model written by ``save``, trusting nothing in the file: the header is
+        parsed with bounded depth against a strict schema, and member names, shapes, dtypes
+        and sizes are checked from the zip directory and the ``.npy`` headers before any
+        parameter is decompressed or allocated (``nblstm._model_file``). A damaged file, a
+        file of something else, or parameters that do not match the configuration raise
+        ``ValueError`` naming the file and the problem; a missing file ``FileNotFoundError``."""
         path = os.fspath(path)
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                arrays = {name: archive[name] for name in archive.files}
-        except FileNotFoundError:
-            raise
-        except Exception as error:  # a zip/npy decoding error of any kind: the file is bad
-            raise ValueError(f"{path} is not a readable .npz file: {error}") from error
-        if "__nblstm__" not in arrays:
-            raise ValueError(f"{path} is not an nblstm LSTM file (no __nblstm__ header)")
-        try:
-            header = json.loads(str(arrays.pop("__nblstm__")))
-            if header.get("format") != FILE_FORMAT:
-                raise ValueError(f"format {header.get('format')!r}")
-            if header.get("version") != FILE_VERSION:
-                raise ValueError(f"version {header.get('version')!r}, this nblstm reads "
-                                 f"{FILE_VERSION}")
-            lstm = cls(**header["config"])
-        except (ValueError, TypeError, KeyError, AttributeError) as error:
-            raise ValueError(f"{path} has a bad nblstm header: {error}") from error
-        expected = lstm.parameter_shapes()
-        if set(arrays) != set(expected):
-            raise ValueError(f"{path}: parameters do not match the configuration: missing "
-                             f"{sorted(set(expected) - set(arrays))}, unexpected "
-                             f"{sorted(set(arrays) - set(expected))}")
-        for name, shape in expected.items():
-            value = arrays[name]
-            if value.shape != shape or value.dtype != lstm.dtype:
-                raise ValueError(f"{path}: parameter {name} is {value.dtype} "
-                                 f"{describe_shape(value.shape)}, expected {lstm.dtype.name} "
-                                 f"{describe_shape(shape)}")
-            lstm._parameters[name] = np.ascontiguousarray(value)
+        config, arrays = _model_file.read(path, cls._shapes_of_config)
+        lstm = cls.__new__(cls)
+        lstm._configure(**config)
+        lstm._parameters = {name: arrays[name] for name in lstm.parameter_shapes()}
         return lstm.to(device) if device != "cpu" else lstm
+
+    @classmethod
+    def _shapes_of_config(cls, config: dict) -> dict[str, tuple]:
+        """``parameter_shapes()`` of a model with this configuration, built without weights."""
+        lstm = cls.__new__(cls)
+        lstm._configure(**config)
+        return lstm.parameter_shapes()

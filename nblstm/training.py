@@ -75,6 +75,23 @@ def _check_array_dict(name: str, arrays: Any) -> dict:
     return dict(arrays)
 
 
+def _check_writable(name: str, array: Any, why: str) -> None:
+    """NumPy arrays can be read-only (``flags.writeable``); GPU arrays cannot."""
+    flags = getattr(array, "flags", None) if isinstance(array, np.ndarray) else None
+    if flags is not None and not flags.writeable:
+        raise ValueError(f"{name} is read-only (flags.writeable is False) but is {why}: "
+                         f"pass a writable array (a copy: np.array(a, copy=True))")
+
+
+#: dtypes the CPU gather kernel compiles for (native byte order; numba has no float16,
+#: long double or object arrays): everything else is gathered by NumPy's own indexing.
+_KERNEL_GATHER_CHARS = frozenset("?bBhHiIlLqQfdFD")
+
+
+def _gathered_by_kernel(dtype: np.dtype) -> bool:
+    return dtype.isnative and dtype.char in _KERNEL_GATHER_CHARS
+
+
 def _check_contiguous(name: str, array: Any, why: str) -> None:
     if not _is_c_contiguous(array):
         raise ValueError(f"{name} must be C-contiguous ({why}), got an array with strides "
@@ -143,6 +160,7 @@ class _Optimizer:
         for name, value in named.items():
             common_float_dtype({name: value})
             _check_contiguous(name, value, "updated in place through a flat view")
+            _check_writable(name, value, "updated in place")
         self.params = params
         self._flat = {key: _flat_view(self._backend.adopt(value)) for key, value in params.items()}
         self.step_count = 0
@@ -187,6 +205,8 @@ class _Optimizer:
         """One update of every parameter, in place, from ``grads`` (same keys, shapes,
         dtypes and device as the parameters)."""
         flat_grads = self._flat_grads(grads)
+        for key, param in self.params.items():  # every check before anything changes
+            _check_writable(f"params[{key!r}]", param, "updated in place")
         self.step_count += 1
         for key, param in self._flat.items():
             if param.shape[0]:
@@ -293,6 +313,7 @@ def clip_grad_norm(grads: Mapping[str, Any], max_norm: float) -> float:
     for name, value in named.items():
         common_float_dtype({name: value})
         _check_contiguous(name, value, "scaled in place through a flat view")
+        _check_writable(name, value, "scaled in place")
     flat = [_flat_view(backend.adopt(value)) for value in grads.values()]
     flat = [array for array in flat if array.shape[0]]
     total = math.sqrt(sum(backend.kernels.sum_of_squares(array) for array in flat))
@@ -364,8 +385,11 @@ class Batcher:
             device_index = convert(index, self._backend.array_kind)
             batch = []
             for source, tail in self._sources:
-                out = xp.empty((index.shape[0], source.shape[1]), dtype=source.dtype)
-                self._backend.kernels.gather_rows(source, device_index, out)
+                if self._backend.name == "cpu" and not _gathered_by_kernel(source.dtype):
+                    out = source[index]  # NumPy's indexing: any dtype, a new array
+                else:
+                    out = xp.empty((index.shape[0], source.shape[1]), dtype=source.dtype)
+                    self._backend.kernels.gather_rows(source, device_index, out)
                 batch.append(convert(out.reshape((index.shape[0],) + tail), self._origin))
             yield tuple(batch)
 

@@ -74,6 +74,28 @@ def _cpu_flags() -> set:
 
 _LAYER = []
 
+#: True in a process forked (``os.fork``, multiprocessing's "fork") after this process had
+#: started numba's thread pool. numba's threading layers cannot be re-initialised after a
+#: fork (GNU OpenMP aborts the child: "fork() called from a process already using GNU
+#: OpenMP, this is unsafe"), so such a child runs every CPU kernel on its serial driver:
+#: same results, one thread. Set by the handler registered below.
+FORKED_AFTER_THREADS = False
+
+
+def _numba_threads_started() -> bool:
+    from numba.np.ufunc import parallel
+    return bool(_LAYER) or bool(getattr(parallel, "_is_initialized", False))
+
+
+def _after_fork_in_child() -> None:
+    global FORKED_AFTER_THREADS
+    if FORKED_AFTER_THREADS or _numba_threads_started():
+        FORKED_AFTER_THREADS = True
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 def threading_layer() -> str:
     """The numba threading layer this process runs (starting numba's thread pool once)."""
@@ -90,6 +112,8 @@ def threading_layer() -> str:
 
 def _threads_usable() -> tuple[bool, str]:
     import numba
+    if FORKED_AFTER_THREADS:
+        return False, "a process forked after numba's threads started (they do not survive fork)"
     if numba.config.NUMBA_NUM_THREADS < 2:
         return False, "1 numba thread"
     layer = threading_layer()
@@ -120,7 +144,7 @@ def plan(dtype, step_macs: int, backward: bool = False) -> Plan | None:
         if step_macs < PARALLEL_MIN_STEP_MACS or backward:
             return None
         tile = tile_for_this_cpu()
-    if mode == "serial":
+    if mode == "serial" or FORKED_AFTER_THREADS:  # a forked child: serial even if forced
         parallel = False
     elif mode == "parallel":
         parallel = True
@@ -146,7 +170,9 @@ def describe() -> str:
     tile = tile_for_this_cpu() if tile == "auto" else tile
     MR, vector_bytes = TILES[tile]
     shape = f"{MR}x{4 * vector_bytes // 4} float32, {MR}x{4 * vector_bytes // 8} float64"
-    if mode == "serial":
+    if FORKED_AFTER_THREADS:
+        threads = "serial: " + _threads_usable()[1]
+    elif mode == "serial":
         threads = "serial (forced)"
     elif mode == "parallel":
         threads = "parallel regions (forced)"
