@@ -3,7 +3,7 @@
 MSE of 1/6; the LSTM gets below 0.01 by remembering the marked values across ~50 steps.
 The same as ``nblstm demo adding``; the code is in ``nblstm/demos.py`` (run_adding).
 
-    pip install "nblstm[examples]"
+    pip install ".[examples]"     # in the nblstm clone
     python examples/adding.py [--steps 2000] [--seed 0] [--plot adding_loss.png]
 """
 import sys

@@ -2,7 +2,7 @@
 steps of 8 pixels), trained with nblstm's explicit chain: forward, cross-entropy, backward,
 Adam. The same as ``nblstm demo digits``; the code is in ``nblstm/demos.py`` (run_digits).
 
-    pip install "nblstm[examples]"
+    pip install ".[examples]"     # in the nblstm clone
     python examples/digits.py [--epochs 25] [--seed 0] [--plot digits_loss.png]
 """
 import sys

@@ -67,7 +67,7 @@ def dict_with_array_attributes(mapping: Any) -> Any:
 def cuda_unavailable_reason() -> str | None:
     """None when the CUDA backend can run here (a GPU, or the CUDA simulator); else why not."""
     if importlib.util.find_spec("numba_cuda") is None:
-        return ("numba-cuda is not installed (pip install 'nblstm[cuda12]' or 'nblstm[cuda13]', "
+        return ("numba-cuda is not installed (in the nblstm clone: pip install '.[cuda12]' or '.[cuda13]', "
                 "or numba-cuda alone for the CUDA simulator)")
     from .kernels.cuda import target
     return target.unavailable_reason()

@@ -1,6 +1,9 @@
 """The ``nblstm`` command: ``nblstm info``, ``nblstm check``, ``nblstm bench``,
 ``nblstm demo digits|adding`` and ``nblstm infer``."""
 import argparse
+import inspect
+import json
+import os
 import sys
 from typing import Callable
 
@@ -25,11 +28,21 @@ def available_backends() -> dict[str, str]:
     return {"cpu": "available", "cuda": cuda_status}
 
 
-def info() -> int:
+def info_document() -> dict:
+    """Everything ``nblstm info`` shows, as plain data (``nblstm info --json``)."""
     from . import _environment as env
-    version = env.versions()
-    cpu = env.cpu_description()
-    threading = env.numba_threading()
+    return {"versions": env.versions(), "cpu": env.cpu_description(),
+            "numba_threading": env.numba_threading(), "cpu_gemm": env.cpu_gemm(),
+            "blas": env.blas_pools(), "backends": available_backends()}
+
+
+def info(as_json: bool = False) -> int:
+    from . import _environment as env
+    document = info_document()
+    if as_json:
+        print(json.dumps(document, indent=1, default=str))
+        return 0
+    version, cpu, threading = document["versions"], document["cpu"], document["numba_threading"]
     rows = [(name, version[name]) for name in ("nblstm", "python", "platform")]
     rows.append(("cpu", f"{cpu['model']} ({cpu['machine']}, {cpu['logical_cpus']} logical CPUs, "
                         f"{' '.join(cpu['simd']) or 'no AVX2/AVX-512/NEON'})"))
@@ -38,13 +51,36 @@ def info() -> int:
     rows.append(("numba threading layer",
                  f"configured {threading['configured']!r}, available: "
                  f"{', '.join(threading['available'])} ({threading['threads']} threads)"))
-    rows.append(("CPU GEMM", env.cpu_gemm()))
-    rows += [("BLAS", env.describe_blas_pool(pool)) for pool in env.blas_pools()]
-    rows += [(f"backend {name}", status) for name, status in available_backends().items()]
+    rows.append(("CPU GEMM", document["cpu_gemm"]))
+    rows += [("BLAS", env.describe_blas_pool(pool)) for pool in document["blas"]]
+    rows += [(f"backend {name}", status) for name, status in document["backends"].items()]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     return 0
+
+
+def output_path_problem(path: str | os.PathLike | None) -> str | None:
+    """Why ``path`` cannot be written (checked before any work), or None."""
+    if path is None:
+        return None
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return f"{path} is a directory"
+    if not os.path.isdir(directory):
+        return f"the folder {directory} does not exist"
+    if not os.access(directory, os.W_OK):
+        return f"the folder {directory} is not writable"
+    return None
+
+
+def _refuse_output(option: str, path: str | None) -> bool:
+    """Print why ``path`` (given with ``option``) cannot be written; True if it cannot."""
+    problem = output_path_problem(path)
+    if problem:
+        print(f"nblstm: error: {option} {path}: {problem}", file=sys.stderr)
+    return problem is not None
 
 
 def _random_problem(rng) -> tuple:
@@ -137,11 +173,13 @@ def bench(args: argparse.Namespace) -> int:
     shapes = {"quick": harness.QUICK_SHAPES,
               "full": [s for group in harness.GRID.values() for s in group]}.get(
         args.grid, harness.GRID.get(args.grid))
+    if _refuse_output("--json", args.json) or _refuse_output("--plot", args.plot):
+        return 2
     if args.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            print("--plot needs matplotlib: pip install 'nblstm[bench]'", file=sys.stderr)
+            print("--plot needs matplotlib: pip install '.[bench]' in the nblstm clone", file=sys.stderr)
             return 2
     document = harness.run_benchmark(shapes, dtypes=args.dtypes, passes=args.passes,
                                      repeats=args.repeats,
@@ -168,6 +206,8 @@ def demo(args: argparse.Namespace) -> int:
         return 2
     options = {"seed": args.seed, "plot_path": args.plot or f"{args.demo}_loss.png",
                "progress": not args.no_progress}
+    if _refuse_output("--plot", options["plot_path"]):
+        return 2
     for option, applies_to in (("epochs", "digits"), ("steps", "adding")):
         value = getattr(args, option)
         if value is None:
@@ -188,6 +228,8 @@ def infer(args: argparse.Namespace) -> int:
     """Batch inference over an array file (``nblstm.inference``); bad files -> exit status 2
     with the reason on stderr, and no output file."""
     from .inference import infer_file
+    if _refuse_output("-o", args.output):
+        return 2
     try:
         result = infer_file(args.model, args.inputs, args.output, batch_size=args.batch_size,
                             scheduler=args.scheduler, progress=not args.quiet)
@@ -201,57 +243,103 @@ def infer(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nblstm", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("info", help="versions, BLAS, numba threading layer, backends")
-    commands.add_parser("check", help="compare every available backend with the NumPy reference")
+DESCRIPTION = ("Numba-compiled LSTM kernels for NumPy and GPU arrays (CPU and CUDA "
+               "backends), checked against a NumPy reference and torch.nn.LSTM.")
+EPILOG = "Run 'nblstm COMMAND --help' for the options of a command."
+
+
+def _default(function: Callable, parameter: str):
+    """The default of ``function``'s ``parameter``: help texts quote the code's defaults."""
+    return inspect.signature(function).parameters[parameter].default
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from . import bench as harness
+    from . import demos
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="nblstm", description=DESCRIPTION, epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"nblstm {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    info_parser = commands.add_parser(
+        "info", help="versions, BLAS, numba threading layer, backends",
+        description="Versions, CPU, BLAS libraries, numba threading layer, the CPU GEMM plan "
+                    "and the available backends: what to paste into a bug report.")
+    info_parser.add_argument("--json", action="store_true",
+                             help="print one JSON document instead of the table")
+    commands.add_parser(
+        "check", help="compare every available backend with the NumPy reference",
+        description="Forward and backward of the course API and of nblstm.LSTM on every "
+                    "available backend, float32 and float64, against the NumPy reference: a "
+                    "table of max errors; exit status 1 on any mismatch.")
+    quick = ", ".join(str(shape) for shape in harness.QUICK_SHAPES)
     bench_parser = commands.add_parser(
-        "bench", help="time nblstm against torch.nn.LSTM, the NumPy reference and the GEMM floor")
+        "bench", help="time nblstm against torch.nn.LSTM, the NumPy reference and the GEMM floor",
+        formatter_class=formatter,
+        description="Time nblstm's kernels against torch.nn.LSTM (when installed), the NumPy "
+                    "reference and the GEMM floor on shapes (T, B, X, H); prints a table of "
+                    f"medians and ratios. The quick grid is {quick}.")
     bench_parser.add_argument("--grid", default="quick",
                               choices=["quick", "tiny", "mid", "large", "full"],
-                              help="shapes to run (default: quick = tiny + mid)")
+                              help="shapes to run: quick = tiny + mid; full = tiny + mid + large")
     bench_parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median)")
     bench_parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"],
-                              choices=["float32", "float64"])
+                              choices=["float32", "float64"], help="dtypes to time")
     bench_parser.add_argument("--passes", nargs="+", default=["inference", "training"],
-                              choices=["inference", "training"])
+                              choices=["inference", "training"], help="passes to time")
     bench_parser.add_argument("--no-reference", action="store_true",
                               help="skip the (slow) NumPy reference")
     bench_parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     bench_parser.add_argument("--plot", metavar="PATH", help="write a PNG chart of the ratios")
+    digits_epochs = _default(demos.run_digits, "epochs")
+    adding_steps = _default(demos.run_adding, "steps")
     demo_parser = commands.add_parser(
-        "demo", help="train an LSTM on a real task: the digits or the adding problem")
+        "demo", help="train an LSTM on a real task: the digits or the adding problem",
+        description="Train an LSTM with nblstm.training on a real task, with a progress bar, "
+                    "a summary and a PNG of the loss curve (needs the examples extra).")
     demo_parser.add_argument("demo", choices=["digits", "adding"],
                              help="digits: scikit-learn's 8x8 digits, 8 steps of 8 features; "
                                   "adding: the adding problem, T=100")
-    demo_parser.add_argument("--seed", type=int, default=0, help="seed of data and weights")
+    demo_parser.add_argument("--seed", type=int, default=0,
+                             help="seed of data and weights (default: 0)")
     demo_parser.add_argument("--plot", metavar="PATH",
                              help="where to save the loss curve (default: ./<demo>_loss.png)")
-    demo_parser.add_argument("--epochs", type=int, help="digits: training epochs (default 25)")
-    demo_parser.add_argument("--steps", type=int, help="adding: optimizer steps (default 2000)")
+    demo_parser.add_argument("--epochs", type=int,
+                             help=f"digits: training epochs (default: {digits_epochs})")
+    demo_parser.add_argument("--steps", type=int,
+                             help=f"adding: optimizer steps (default: {adding_steps})")
     demo_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     infer_parser = commands.add_parser(
-        "infer", help="run a saved LSTM over a .npy file of sequences, block by block")
+        "infer", help="run a saved LSTM over a .npy file of sequences, block by block",
+        formatter_class=formatter,
+        description="Run a model saved with LSTM.save over every sequence of a .npy file, "
+                    "block by block (files larger than memory work), locally or on a Dask "
+                    "cluster. Bad files: exit status 2 and nothing written.")
     infer_parser.add_argument("model", help="an LSTM.save file (.npz)")
     infer_parser.add_argument("inputs", help=".npy array in the model's layout: (T, B, X), or "
                                              "(B, T, X) for a batch_first model")
     infer_parser.add_argument("-o", "--output", required=True,
                               help="the .npy file to write: (T, B, D*H) or (B, T, D*H)")
     infer_parser.add_argument("--batch-size", type=int, default=256,
-                              help="sequences per block (default: 256)")
+                              help="sequences per block")
     infer_parser.add_argument("--scheduler", metavar="ADDRESS",
                               help="run the blocks on this Dask scheduler (tcp://host:8786); "
-                                   "needs nblstm[dask]")
+                                   "needs the dask extra: pip install '.[dask]'")
     infer_parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "bench":
         return bench(args)
     if args.command == "demo":
         return demo(args)
     if args.command == "infer":
         return infer(args)
-    return {"info": info, "check": check}[args.command]()
+    if args.command == "info":
+        return info(as_json=args.json)
+    return check()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """``nblstm.dask``: run an ``nblstm.LSTM`` over a ``dask.array``, lazily, one task per chunk.
 
-Needs the ``dask`` extra (``pip install "nblstm[dask]"``: ``dask[array]`` and
+Needs the ``dask`` extra (``pip install ".[dask]"`` in the clone: ``dask[array]`` and
 ``distributed``); ``import nblstm`` never imports dask.
 
 >>> import dask.array as da

@@ -14,7 +14,7 @@ backward, ``lstm.backward``, optimizer step): no autograd. They run on NumPy arr
 CPU backend), show a progress bar (tqdm), save a PNG of the loss curve (matplotlib) and
 return a ``DemoResult`` with the measured wall time.
 
-The optional packages come with ``pip install "nblstm[examples]"``; ``missing_packages``
+The optional packages come with ``pip install ".[examples]"`` (in the clone); ``missing_packages``
 tells which are absent.
 """
 import os
@@ -27,7 +27,7 @@ import numpy as np
 from ._files import atomic_open
 from .training import Adam, Batcher, clip_grad_norm, softmax_cross_entropy
 
-EXTRAS_HINT = 'pip install "nblstm[examples]"'
+EXTRAS_HINT = 'pip install ".[examples]"  (in the nblstm clone)'
 
 #: Python module -> the package that provides it, per demo.
 REQUIRED_PACKAGES = {

@@ -148,7 +148,7 @@ def _run_on_cluster(model: LSTM, blocks: list[slice], read: Callable, scheduler:
     try:
         from distributed import Client, as_completed
     except ImportError as error:
-        raise RuntimeError("--scheduler needs distributed: pip install 'nblstm[dask]'") \
+        raise RuntimeError("--scheduler needs distributed: pip install '.[dask]' in the nblstm clone") \
             from error
     from .dask import SharedModel
 

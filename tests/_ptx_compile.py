@@ -2,7 +2,7 @@
 
 Run in a process with the CUDA simulator off. Prints one JSON line per (cc, dtype, kernel)
 with the number of double-precision (``.f64``) PTX instructions. Exit status 3 means NVVM
-is not installed (``pip install "nblstm[ptx]"``).
+is not installed (``pip install ".[ptx]"``).
 
 numba-cuda compiles device functions called from a kernel (nblstm's shared gate math) for
 "the current device", which needs a driver; for an offline compile the current device's
@@ -86,12 +86,18 @@ def uncovered_kernels(table: dict) -> list[str]:
             if isinstance(value, CUDADispatcher) and id(value) not in listed]
 
 
+def _probe_kernel(a):
+    a[0] = 1.0
+
+
 def main() -> int:
-    try:
+    try:  # probe the whole toolchain (NVVM and every library compile_ptx loads) on a
+        # trivial kernel: a machine can have libnvvm without libnvrtc, say
         from numba.cuda.cudadrv import nvvm
         nvvm.NVVM()
-    except Exception as error:  # NVVM missing or unusable
-        print(json.dumps({"nvvm_missing": str(error)}))
+        cuda.compile_ptx(_probe_kernel, (float32[::1],), cc=(7, 5))
+    except Exception as error:  # the toolchain is missing or incomplete
+        print(json.dumps({"nvvm_missing": f"{type(error).__name__}: {error}"}))
         return 3
     missing = uncovered_kernels(signatures(float32))
     if missing:

@@ -56,3 +56,38 @@ def test_check_fails_on_a_mismatch(capsys):
 
 def test_unknown_command_is_an_error():
     assert run_cli("frobnicate").returncode == 2
+
+
+def test_version_and_info_json():
+    import json
+
+    import nblstm
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"nblstm {nblstm.__version__}"
+    result = run_cli("info", "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["versions"]["nblstm"] == nblstm.__version__
+    assert set(document["backends"]) == {"cpu", "cuda"} and document["cpu_gemm"]
+
+
+def test_help_texts_describe_every_command_without_markup():
+    for args in ((), ("info",), ("check",), ("bench",), ("demo",), ("infer",)):
+        result = run_cli(*args, "--help")
+        assert result.returncode == 0, (args, result.stderr)
+        assert "``" not in result.stdout, args
+        assert len(result.stdout.splitlines()) > 4, args
+    bench_help = run_cli("bench", "--help").stdout
+    assert "(default: quick)" in bench_help and "(default: 3)" in bench_help
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path):
+    missing = str(tmp_path / "no" / "such" / "folder" / "out")
+    for args in (("demo", "adding", "--plot", missing + ".png"),
+                 ("bench", "--json", missing + ".json"),
+                 ("infer", "model.npz", "x.npy", "-o", missing + ".npy"),
+                 ("bench", "--plot", str(tmp_path))):
+        result = run_cli(*args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert "does not exist" in result.stderr or "is a directory" in result.stderr, args
+        assert "Traceback" not in result.stderr, args

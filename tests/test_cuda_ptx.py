@@ -6,7 +6,7 @@ kernel to PTX in a subprocess with the simulator off, for compute capabilities 7
 float32 and float64, and checks that the float32 kernels contain no double-precision
 instructions (a Python float or int literal in the math would put them there).
 
-Needs NVVM (``pip install "nblstm[ptx]"``, i.e. ``numba-cuda[cu13]``): skipped where it is
+Needs NVVM (``pip install ".[ptx]"``, i.e. ``numba-cuda[cu13]``): skipped where it is
 missing, except under CI (``CI=true``), where that is a failure.
 """
 import json
@@ -30,7 +30,8 @@ def test_every_cuda_kernel_compiles_to_ptx_and_float32_stays_float32():
                             timeout=900, env=env)
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode == 3:
-        message = f"NVVM is not available for compile_ptx: {lines[0]['nvvm_missing'] if lines else ''}"
+        message = ("the CUDA toolchain for compile_ptx is missing or incomplete: "
+                   f"{lines[0]['nvvm_missing'] if lines else ''}")
         if os.environ.get("CI") == "true":
             pytest.fail(message + " (CI installs the 'ptx' extra: this must not happen there)")
         pytest.skip(message)

@@ -100,7 +100,7 @@ def test_demo_command_without_the_extra_says_what_to_install(monkeypatch, capsys
     monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn now fails
     assert cli.main(["demo", "digits"]) == 2
     err = capsys.readouterr().err
-    assert "scikit-learn" in err and 'pip install "nblstm[examples]"' in err
+    assert "scikit-learn" in err and 'pip install ".[examples]"' in err
     monkeypatch.setitem(sys.modules, "tqdm", None)
     assert cli.main(["demo", "adding"]) == 2
     err = capsys.readouterr().err
@@ -139,3 +139,31 @@ def test_example_script_runs_the_demo(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "adding: test MSE = " in result.stdout and "training steps: 3" in result.stdout
     assert plot.exists()
+
+
+def test_the_readme_states_the_demo_defaults_of_the_code():
+    """README and ``nblstm demo --help`` quote the demos' defaults: they must be the code's."""
+    import inspect
+    import re
+    import subprocess
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    digits = inspect.signature(demos.run_digits).parameters
+    adding = inspect.signature(demos.run_adding).parameters
+    digits_text = readme[readme.index("- **digits**"):readme.index("- **adding problem**")]
+    adding_text = readme[readme.index("- **adding problem**"):readme.index("### Streaming")]
+    assert f"{digits['epochs'].default} epochs of batches of {digits['batch_size'].default}" \
+        in digits_text
+    assert f"LSTM(8, {digits['hidden_size'].default})" in digits_text
+    assert f"(lr {digits['lr'].default:.0e}".replace("e-0", "e-") in digits_text
+    assert f"T={adding['T'].default}" in adding_text
+    assert f"LSTM(2, {adding['hidden_size'].default})" in adding_text
+    assert f"{adding['steps'].default} steps of {adding['batch_size'].default} fresh" \
+        in adding_text
+    assert f"tested on {adding['test_size'].default} others" in adding_text
+    help_text = subprocess.run([sys.executable, "-m", "nblstm.cli", "demo", "--help"],
+                               capture_output=True, text=True, timeout=120).stdout
+    help_text = re.sub(r"\s+", " ", help_text)
+    assert f"training epochs (default: {digits['epochs'].default})" in help_text
+    assert f"optimizer steps (default: {adding['steps'].default})" in help_text

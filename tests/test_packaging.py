@@ -35,7 +35,36 @@ def test_wheel_contains_the_kernels_as_nblstm_kernels(tmp_path):
         assert f"nblstm/kernels/{name}" in names, name
     for name in api:
         assert f"nblstm/{name}" in names, name
+    assert "nblstm/py.typed" in names  # PEP 561
     assert not any(name.startswith("kernels/") for name in names)
+    # the wheel, unpacked and imported from elsewhere, uses its own kernels
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = "import nblstm, nblstm.kernels.cpu as c; print(c.__file__)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(site)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith(str(site / "nblstm" / "kernels")), result.stdout
+
+
+def test_running_from_a_clone_root_uses_the_clones_own_kernels(tmp_path):
+    """From a clone's root, ``nblstm/`` is imported from the checkout (it shadows any
+    install) and has no ``kernels/`` inside: it attaches the checkout's ``kernels/``."""
+    import shutil
+    clone = tmp_path / "clone"
+    for folder in ("nblstm", "kernels"):
+        shutil.copytree(ROOT / folder, clone / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    code = ("import numpy as np, nblstm, nblstm.kernels.cpu as c; print(c.__file__); "
+            "out, _ = nblstm.LSTM(3, 4, seed=0)(np.ones((2, 1, 3), np.float32)); "
+            "print(out.shape)")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, cwd=clone, env={**env, "NBLSTM_NUMBA_CACHE": "0"})
+    assert result.returncode == 0, result.stderr
+    kernels_file, shape = result.stdout.split("\n")[:2]
+    assert kernels_file.startswith(str(clone / "kernels")) and shape == "(2, 1, 4)"
 
 
 def test_import_is_light_and_touches_no_gpu_library():
