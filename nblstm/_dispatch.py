@@ -158,6 +158,25 @@ def convert(array: Any, kind: str) -> Any:
     return _numba_cuda().as_cuda_array(array)  # zero-copy view
 
 
+def may_share_memory(a: Any, b: Any) -> bool:
+    """Whether two arrays of one kind may share memory (False only when they surely do not):
+    NumPy's bounds test on the host, the data pointers' byte ranges on a GPU."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return bool(np.may_share_memory(a, b))
+    ranges = []
+    for array in (a, b):
+        interface = getattr(array, "__cuda_array_interface__", None)
+        if interface is None:
+            return True  # cannot tell: assume they do
+        start = interface["data"][0]
+        size = int(np.prod(interface["shape"], dtype=np.int64)) * np.dtype(
+            interface["typestr"]).itemsize
+        ranges.append((start, start + size))  # strided views stay inside [start, start + span)
+    (a0, a1), (b0, b1) = ranges
+    span = max(a1 - a0, b1 - b0)  # a strided view can reach past its element count
+    return a0 < b0 + span and b0 < a0 + span
+
+
 def transposed(array: Any, axes: tuple | None = None) -> Any:
     """A zero-copy view with the axes permuted (reversed by default: ``array.T``) for every
     array kind.

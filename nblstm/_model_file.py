@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ._files import atomic_open
-from ._validate import describe_shape
+from ._validate import describe_shape, key_mismatch
 
 FORMAT = "nblstm.LSTM"
 VERSION = 1
@@ -181,10 +181,9 @@ def read(path: str, parameter_shapes: Callable[[dict], dict[str, tuple]]
             names = set(archive.namelist())
             wanted = {name + ".npy" for name in expected} | {HEADER_MEMBER + ".npy"}
             if names != wanted:
-                strip = lambda members: sorted(m[:-4] if m.endswith(".npy") else m
-                                               for m in members)
-                raise ValueError(f"{path}: parameters do not match the configuration: missing "
-                                 f"{strip(wanted - names)}, unexpected {strip(names - wanted)}")
+                members = [m[:-4] if m.endswith(".npy") else m for m in archive.namelist()]
+                raise ValueError(f"{path}: parameters do not match the configuration: the file "
+                                 f"has {key_mismatch(members, [*expected, HEADER_MEMBER])}")
             for name, shape in expected.items():
                 member = name + ".npy"
                 found_shape, _, found_dtype, header_bytes = _npy_header(archive, member)

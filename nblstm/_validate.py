@@ -58,20 +58,26 @@ def check_nonempty(name: str, array: Any, layout: str) -> None:
                          f"{layout} must have length at least 1")
 
 
+def key_mismatch(found: Any, expected: Any) -> str | None:
+    """``"missing key(s) 'a', 'b' and unexpected key(s) 'c'"`` for two collections of keys
+    (expected first, then found order), or None when they hold the same keys. Every check
+    of a dict's keys words its error with this."""
+    found, expected = list(found), list(expected)
+    missing = [repr(key) for key in expected if key not in found]
+    extra = [repr(key) for key in found if key not in expected]
+    problems = (["missing key(s) " + ", ".join(missing)] if missing else []) + \
+               (["unexpected key(s) " + ", ".join(extra)] if extra else [])
+    return " and ".join(problems) or None
+
+
 def check_seed_parameters(parameters: Any) -> None:
     """The parameter dict holds exactly the seed's keys (shapes are checked by the caller)."""
     if not isinstance(parameters, Mapping):
         raise TypeError(f"parameters must be a dict with keys {', '.join(SEED_PARAMETER_KEYS)}; "
                         f"got {type(parameters).__name__}")
-    missing = [key for key in SEED_PARAMETER_KEYS if key not in parameters]
-    extra = [repr(key) for key in parameters if key not in SEED_PARAMETER_KEYS]
-    if missing or extra:
-        problems = []
-        if missing:
-            problems.append("missing key(s) " + ", ".join(repr(k) for k in missing))
-        if extra:
-            problems.append("unexpected key(s) " + ", ".join(extra))
-        raise ValueError(f"parameters has {' and '.join(problems)}; expected exactly the keys "
+    mismatch = key_mismatch(parameters, SEED_PARAMETER_KEYS)
+    if mismatch:
+        raise ValueError(f"parameters has {mismatch}; expected exactly the keys "
                          f"{', '.join(SEED_PARAMETER_KEYS)}")
 
 

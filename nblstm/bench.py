@@ -20,7 +20,6 @@ cores from the next peer timed.
 import json
 import os
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -31,6 +30,7 @@ from . import _environment, ops, reference, seed
 from ._dispatch import (CPU, Backend, backend_named, cuda_unavailable_reason,
                         device_array_kind)
 from ._files import atomic_open
+from ._progress import progress_bar
 
 #: (T, B, X, H) of the grid, by size class.
 GRID = {
@@ -243,24 +243,6 @@ def environment() -> dict:
     return info
 
 
-def _progress(total: int):
-    try:
-        from tqdm import tqdm
-        return tqdm(total=total, desc="nblstm bench", unit="run", file=sys.stderr)
-    except ImportError:
-        class Plain:
-            count = 0
-
-            def update(self, n=1):
-                self.count += n
-                if self.count % 10 == 0 or self.count == total:
-                    print(f"  {self.count}/{total} runs", file=sys.stderr)
-
-            def close(self):
-                pass
-        return Plain()
-
-
 def run_benchmark(shapes, dtypes=("float32", "float64"), passes=PASSES, repeats: int = 5,
                   include_reference: bool = True, threads: int | None = None,
                   peak_size: int = 2048) -> dict:
@@ -274,20 +256,20 @@ def run_benchmark(shapes, dtypes=("float32", "float64"), passes=PASSES, repeats:
     peers, notes = available_peers(include_reference)
     document = {"environment": environment(), "notes": notes, "repeats": repeats,
                 "peaks": {dt: gemm_peak(np.dtype(dt), peak_size) for dt in dtypes}, "results": []}
-    bar = _progress(len(shapes) * len(dtypes) * len(passes) * len(peers) * (repeats + 1))
-    for T, B, X, H in shapes:
-        for dt in dtypes:
-            case = Case(T, B, X, H, np.dtype(dt)).build()
-            for pass_name in passes:
-                runs = {}
-                for name, factory in peers.items():
-                    runs[name] = factory(case, pass_name)
-                    runs[name]()  # warm-up: compilation, allocator, caches
-                    bar.update()
-                times = time_interleaved(runs, repeats, after_each=bar.update)
-                document["results"].append(_summarise(case, pass_name, times,
-                                                      document["peaks"][dt]["gflops"]))
-    bar.close()
+    total = len(shapes) * len(dtypes) * len(passes) * len(peers) * (repeats + 1)
+    with progress_bar(total, "nblstm bench", unit="run") as bar:
+        for T, B, X, H in shapes:
+            for dt in dtypes:
+                case = Case(T, B, X, H, np.dtype(dt)).build()
+                for pass_name in passes:
+                    runs = {}
+                    for name, factory in peers.items():
+                        runs[name] = factory(case, pass_name)
+                        runs[name]()  # warm-up: compilation, allocator, caches
+                        bar.update()
+                    times = time_interleaved(runs, repeats, after_each=bar.update)
+                    document["results"].append(_summarise(case, pass_name, times,
+                                                          document["peaks"][dt]["gflops"]))
     return document
 
 

@@ -43,6 +43,7 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
+from . import _layer_inputs as inputs
 from ._dispatch import array_kind, convert
 from ._validate import describe_shape
 from .layers import LSTM
@@ -170,7 +171,7 @@ def forward(lstm: LSTM, x: da.Array, state: tuple | None = None,
 
 def _check_input(lstm: LSTM, x: Any) -> str:
     """Checks ``x`` without computing anything; returns its chunks' array kind."""
-    layout = "(B, T, X)" if lstm.batch_first else "(T, B, X)"
+    layout = inputs.input_layout(lstm)
     if not isinstance(x, da.Array):
         raise TypeError(f"x must be a dask.array.Array {layout}, got "
                         f"{type(x).__module__}.{type(x).__qualname__} (call the LSTM directly "
@@ -179,26 +180,16 @@ def _check_input(lstm: LSTM, x: Any) -> str:
     if kind not in ("numpy", "cupy"):
         raise TypeError(f"x's chunks must be NumPy or CuPy arrays, got "
                         f"{type(x._meta).__module__}.{type(x._meta).__qualname__}")
-    if x.dtype != lstm.dtype:
-        raise TypeError(f"x has dtype {x.dtype}; this LSTM is {lstm.dtype.name} (use "
-                        f"x.astype('{lstm.dtype.name}') or build the LSTM with "
-                        f"dtype={x.dtype.name})")
-    if x.ndim != 3:
-        raise ValueError(f"x must be 3-D {layout}, got shape {describe_shape(x.shape)}")
-    if any(np.isnan(size) for size in x.shape):
+    inputs.check_dtype(lstm, "x", x.dtype)
+    if x.ndim == 3 and any(np.isnan(size) for size in x.shape):
         raise ValueError(f"x has unknown chunk sizes (shape {x.shape}): call "
                          f"x.compute_chunk_sizes() first")
-    if x.shape[2] != lstm.input_size:
-        raise ValueError(f"x must have {lstm.input_size} features (input_size) in its last "
-                         f"axis {layout}, got shape {describe_shape(x.shape)}")
+    inputs.check_input_shape(lstm, "x", x.shape, allow_unbatched=False)
     if len(x.chunks[2]) > 1:
         raise ValueError(f"x is chunked along the feature axis (axis 2, chunks "
                          f"{x.chunks[2]}): every chunk needs all {lstm.input_size} features; "
                          f"rechunk with x.rechunk({{2: -1}})")
-    if min(x.shape) < 1:
-        raise ValueError(f"x must have at least one time step and one sequence, got shape "
-                         f"{describe_shape(x.shape)}")
-    lstm._backend()  # the parameters themselves: complete, right shapes, one device
+    lstm.check_parameters()  # complete, right shapes and dtype, one device
     return kind
 
 
@@ -208,7 +199,7 @@ def _state_keys(lstm: LSTM, state: tuple | None, B: int, batch_chunks: tuple, ch
     tasks read are appended to ``collections``."""
     if state is None:
         return [None] * len(batch_chunks)
-    shape = (lstm.num_layers * lstm.num_directions, B, lstm.hidden_size)
+    shape = inputs.state_shape(lstm, B)
     if not isinstance(state, (tuple, list)) or len(state) != 2:
         raise TypeError(f"state must be a pair (h0, c0) of arrays of shape "
                         f"{describe_shape(shape)}, got {type(state).__name__}")
@@ -219,13 +210,7 @@ def _state_keys(lstm: LSTM, state: tuple | None, B: int, batch_chunks: tuple, ch
             raise TypeError(f"state {name} must hold {chunk_kind} arrays like x's chunks, got "
                             f"{type(value).__module__}.{type(value).__qualname__}"
                             + (f" of {kind} chunks" if isinstance(value, da.Array) else ""))
-        if value.dtype != lstm.dtype:
-            raise TypeError(f"state {name} has dtype {value.dtype}; this LSTM is "
-                            f"{lstm.dtype.name}")
-        if tuple(value.shape) != shape:
-            raise ValueError(f"state {name} must have shape {describe_shape(shape)} "
-                             f"(num_layers * num_directions, B, hidden_size), got "
-                             f"{describe_shape(value.shape)}")
+        inputs.check_state_part(lstm, f"state {name}", value.shape, value.dtype, shape)
         value = da.asarray(value) if not isinstance(value, da.Array) else value
         value = value.rechunk((-1, batch_chunks, -1))
         collections.append(value)
@@ -249,7 +234,7 @@ def _length_blocks(lengths: Any, B: int, T: int, batch_chunks: tuple,
         lengths = lengths.rechunk((batch_chunks,))
         collections.append(lengths)
         return [(lengths.name, j) for j in range(len(batch_chunks))]
-    host = LSTM._host_lengths(lengths, T, B, unbatched=False)  # checks shape, dtype, range
+    host = inputs.host_lengths(lengths, T, B)  # checks shape, dtype, range
     if host is None:  # every sequence is full
         return [None] * len(batch_chunks)
     edges = np.cumsum((0,) + batch_chunks)

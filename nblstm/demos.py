@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 
 from ._files import atomic_open
-from .training import Adam, Batcher, clip_grad_norm, softmax_cross_entropy
+from ._progress import progress_bar
+from .training import (Adam, Batcher, Linear, clip_grad_norm, mse_loss,  # noqa: F401
+                       softmax_cross_entropy)
 
 EXTRAS_HINT = 'pip install ".[examples]"  (in the nblstm clone)'
 
@@ -74,45 +76,6 @@ class DemoResult:
         return "\n".join(lines)
 
 
-class Linear:
-    """A linear layer ``y = x @ weight.T + bias`` on NumPy arrays, with its backward.
-
-    weight (out_features, in_features) and bias (out_features,), torch's ``nn.Linear``
-    layout and initialisation (uniform in +-1/sqrt(in_features)). ``parameters()`` returns
-    the live arrays under ``prefix + "weight"`` / ``prefix + "bias"``.
-    """
-
-    def __init__(self, in_features: int, out_features: int, rng: np.random.Generator,
-                 dtype=np.float32, prefix: str = "head."):
-        bound = 1.0 / np.sqrt(in_features)
-        self.weight = rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype)
-        self.bias = rng.uniform(-bound, bound, (out_features,)).astype(dtype)
-        self.prefix = prefix
-
-    def parameters(self) -> dict:
-        return {self.prefix + "weight": self.weight, self.prefix + "bias": self.bias}
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """x (N, in_features) -> (N, out_features)."""
-        return x @ self.weight.T + self.bias
-
-    def backward(self, x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, dict]:
-        """Given the input ``x`` and ``dy = dLoss/dy (N, out_features)``: ``dLoss/dx`` and
-        the parameter gradients (keys of ``parameters()``)."""
-        grads = {self.prefix + "weight": dy.T @ x, self.prefix + "bias": dy.sum(axis=0)}
-        return dy @ self.weight, grads
-
-
-def mse_loss(prediction: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean squared error over all entries and its gradient ``2 (prediction - target) / N``."""
-    if prediction.shape != target.shape:
-        raise ValueError(f"prediction and target must have one shape, got {prediction.shape} "
-                         f"and {target.shape}")
-    error = prediction - target
-    loss = float(np.mean(error.astype(np.float64) ** 2))
-    return loss, (2.0 / error.size) * error
-
-
 def _last_step_forward(lstm, head: Linear, x: np.ndarray):
     """Training forward of LSTM + head on the last step: ``(prediction, out, cache)``.
     x (B, T, X), batch first."""
@@ -127,12 +90,6 @@ def _last_step_backward(lstm, head: Linear, out, cache, d_prediction) -> dict:
     d_out[:, -1] = d_last
     _, _, lstm_grads = lstm.backward(cache, d_out)
     return {**lstm_grads, **head_grads}
-
-
-def _progress(total: int, description: str, enabled: bool):
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=description, unit="step", disable=not enabled,
-                dynamic_ncols=True)
 
 
 def plot_losses(losses: list, path: str, title: str, ylabel: str,
@@ -193,7 +150,7 @@ def run_digits(hidden_size: int = 64, epochs: int = 25, batch_size: int = 32,
     batches = Batcher(x_train, y_train, batch_size=batch_size, seed=seed)
     total = len(batches) * epochs if max_steps is None else min(max_steps, len(batches) * epochs)
     losses = []
-    with _progress(total, "digits", progress) as bar:
+    with progress_bar(total, "digits", unit="step", enabled=progress) as bar:
         for _ in range(epochs):
             for x, y in batches:
                 if len(losses) == total:
@@ -255,7 +212,7 @@ def run_adding(T: int = 100, hidden_size: int = 64, steps: int = 1500, batch_siz
     head = Linear(hidden_size, 1, train_rng)
     optimizer = Adam({**lstm.parameters(), **head.parameters()}, lr=lr)
     losses = []
-    with _progress(steps, f"adding T={T}", progress) as bar:
+    with progress_bar(steps, f"adding T={T}", unit="step", enabled=progress) as bar:
         for _ in range(steps):
             x, y = adding_problem_batch(train_rng, batch_size, T)
             prediction, out, cache = _last_step_forward(lstm, head, x)

@@ -20,7 +20,6 @@ on a Dask scheduler.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from . import _layer_inputs as layer_inputs
 from ._files import atomic_path, same_file
-from ._validate import describe_shape
+from ._progress import progress_bar
 from .layers import LSTM
 
 #: Blocks in flight per worker on a Dask cluster: one running, one queued, one travelling.
@@ -50,7 +50,6 @@ class InferenceResult:
 def open_inputs(path: str | os.PathLike, model: LSTM) -> np.ndarray:
     """The input file memory-mapped read-only, after checking it fits ``model``."""
     path = os.fspath(path)
-    layout = "(B, T, X)" if model.batch_first else "(T, B, X)"
     try:
         inputs = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
@@ -60,19 +59,10 @@ def open_inputs(path: str | os.PathLike, model: LSTM) -> np.ndarray:
     if not isinstance(inputs, np.ndarray):  # an .npz archive
         inputs.close()
         raise ValueError(f"{path} is an .npz archive; nblstm infer reads one .npy array")
-    if inputs.dtype != model.dtype:
-        raise TypeError(f"{path} holds {inputs.dtype} values; the model is {model.dtype.name} "
-                        f"(convert the file, e.g. np.save(path, x.astype('{model.dtype.name}')))")
-    if inputs.ndim != 3:
-        raise ValueError(f"{path} must hold a 3-D array {layout}, got shape "
-                         f"{describe_shape(inputs.shape)}")
-    if inputs.shape[2] != model.input_size:
-        raise ValueError(f"{path} must have {model.input_size} features (the model's "
-                         f"input_size) in its last axis {layout}, got shape "
-                         f"{describe_shape(inputs.shape)}")
-    if min(inputs.shape) < 1:
-        raise ValueError(f"{path} must hold at least one time step and one sequence, got "
-                         f"shape {describe_shape(inputs.shape)}")
+    layer_inputs.check_dtype(model, path, inputs.dtype,
+                             remedy=f"convert the file, e.g. np.save(path, "
+                                    f"x.astype('{model.dtype.name}'))")
+    layer_inputs.check_input_shape(model, path, inputs.shape, allow_unbatched=False)
     return inputs
 
 
@@ -115,11 +105,11 @@ def infer_file(model_path: str | os.PathLike, input_path: str | os.PathLike,
                                             shape=tuple(out_shape))
         try:
             run = _run_on_cluster if scheduler is not None else _run_locally
-            with _ProgressBar(B, progress) as bar:
+            with progress_bar(B, "nblstm infer", unit="seq", enabled=progress) as bar:
                 for block, result in run(model, blocks, read, scheduler):
                     index = (block,) if batch_axis == 0 else (slice(None), block)
                     outputs[index] = result
-                    bar(block.stop - block.start)
+                    bar.update(block.stop - block.start)
             outputs.flush()
         finally:
             del outputs  # closes the memory map before the rename (or the removal)
@@ -175,33 +165,3 @@ def _run_on_cluster(model: LSTM, blocks: list[slice], read: Callable, scheduler:
             yield block_of.pop(future.key), result
             future.release()
             submit_next()
-
-
-class _ProgressBar:
-    """``with _ProgressBar(total, enabled) as advance: advance(n)``: tqdm on stderr when
-    installed, else a plain counter line."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled, self.done, self._tqdm = total, enabled, 0, None
-
-    def __enter__(self) -> Callable[[int], None]:
-        if self.enabled:
-            try:
-                from tqdm import tqdm
-                self._tqdm = tqdm(total=self.total, unit="seq", file=sys.stderr)
-            except ImportError:
-                pass
-        return self.advance
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if self._tqdm is not None:
-            self._tqdm.update(n)
-        elif self.enabled:
-            print(f"\r{self.done}/{self.total} sequences", end="", file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc_info: Any) -> None:
-        if self._tqdm is not None:
-            self._tqdm.close()
-        elif self.enabled:
-            print(file=sys.stderr)

@@ -24,17 +24,16 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from . import _model_file, ops
+from . import _layer_inputs as inputs, _model_file, _torch_interop, ops
 from ._dispatch import (Backend, array_dtype, array_kind, backend_named, check_on_backend,
-                        convert, convert_results, select_backend, transposed,
-                        with_array_attributes)
-from ._validate import FLOAT_DTYPES, describe_shape
+                        convert, convert_results, may_share_memory, select_backend,
+                        transposed, with_array_attributes)
+from ._validate import FLOAT_DTYPES, describe_shape, key_mismatch
 
 #: Marks an ``LSTM.save`` file; the version changes if the file layout ever does.
 FILE_FORMAT = _model_file.FORMAT
@@ -179,14 +178,16 @@ class LSTM:
         self.device = device
         return self
 
-    def _backend(self) -> Backend:
-        """The backend the parameters live on, after checking each parameter."""
+    def check_parameters(self) -> Backend:
+        """Check the parameter dict (exactly the keys of ``parameter_shapes()``, those shapes,
+        the model's dtype, all on one device) and return the backend the parameters live on.
+
+        Every call runs it first; ``nblstm.dask`` and ``nblstm infer`` call it to refuse a
+        broken model before any work (the one internal entry they use)."""
         expected = self.parameter_shapes()
         if set(self._parameters) != set(expected):
-            missing = sorted(set(expected) - set(self._parameters))
-            extra = sorted(set(self._parameters) - set(expected))
-            raise ValueError(f"the parameter dict was changed: missing {missing}, "
-                             f"unexpected {extra}")
+            raise ValueError(f"the parameter dict was changed: it has "
+                             f"{key_mismatch(self._parameters, expected)}")
         for name, shape in expected.items():
             value = self._parameters[name]
             if array_kind(value) is None:
@@ -209,45 +210,8 @@ class LSTM:
         kind = check_on_backend(name, value, backend,
                                 where=f"the LSTM's parameters are on {self.device!r}",
                                 remedy="move one of them (lstm.to('cuda'/'cpu'))")
-        dtype = array_dtype(value)
-        if dtype != self.dtype:
-            raise TypeError(f"{name} has dtype {dtype}; this LSTM is {self.dtype.name}: "
-                            f"{self._dtype_remedy(name, dtype)}")
+        inputs.check_dtype(self, name, array_dtype(value))
         return kind
-
-    def _dtype_remedy(self, name: str, dtype: np.dtype) -> str:
-        """What a user with ``dtype`` data can do (only advice that works)."""
-        convert_to = f"{name.split()[0]}.astype(np.{self.dtype.name})"
-        if dtype in FLOAT_DTYPES:
-            return f"convert the input ({convert_to}) or build LSTM(..., dtype=np.{dtype.name})"
-        if dtype.kind == "f" and dtype.newbyteorder("=") in FLOAT_DTYPES:
-            return (f"its byte order is not this machine's (nblstm computes in native byte "
-                    f"order): convert it with {convert_to}")
-        return f"nblstm computes in float32 or float64 only: convert it with {convert_to}"
-
-    def _input_layout(self, x: Any) -> tuple[bool, int, int]:
-        """``(unbatched, T, B)`` of an input, after checking its shape."""
-        layout = "(B, T, X)" if self.batch_first else "(T, B, X)"
-        if len(x.shape) == 2:
-            unbatched, (T, features), B = True, x.shape, 1
-        elif len(x.shape) == 3:
-            unbatched = False
-            T, B, features = x.shape if not self.batch_first else (x.shape[1], x.shape[0],
-                                                                     x.shape[2])
-        else:
-            raise ValueError(f"x must be 3-D {layout} or 2-D (T, X) unbatched, got shape "
-                             f"{describe_shape(x.shape)}")
-        if features != self.input_size:
-            raise ValueError(f"x must have {self.input_size} features (input_size) in its last "
-                             f"axis, got shape {describe_shape(x.shape)}")
-        if T < 1 or B < 1:
-            raise ValueError(f"x must have at least one time step and one sequence, got shape "
-                             f"{describe_shape(x.shape)}")
-        return unbatched, int(T), int(B)
-
-    def _state_shape(self, B: int, unbatched: bool) -> tuple:
-        rows = self.num_layers * self.num_directions
-        return (rows, self.hidden_size) if unbatched else (rows, B, self.hidden_size)
 
     def _check_pair(self, name: str, pair: Any, shape: tuple, backend: Backend,
                     none_allowed: bool = False) -> None:
@@ -259,37 +223,8 @@ class LSTM:
             if value is None and none_allowed:
                 continue
             self._check_array(f"{name} {part}", value, backend)
-            if tuple(value.shape) != shape:
-                layers = self.num_layers * self.num_directions
-                batch = "" if len(shape) == 2 else f", B = {shape[1]} from x"
-                raise ValueError(f"{name} {part} must have shape {describe_shape(shape)} "
-                                 f"(num_layers * num_directions = {layers} and hidden_size = "
-                                 f"{self.hidden_size} from the LSTM{batch}), got "
-                                 f"{describe_shape(value.shape)}")
-
-    @staticmethod
-    def _host_lengths(lengths: Any, T: int, B: int, unbatched: bool) -> np.ndarray | None:
-        """``lengths`` as int64 NumPy, checked; None when every sequence is full."""
-        if lengths is None:
-            return None
-        if unbatched:
-            raise ValueError("lengths needs a batched input (x of 3 dimensions)")
-        if array_kind(lengths) not in (None, "numpy"):
-            lengths = convert(lengths, "numpy")  # a few integers: read them on the host
-        elif hasattr(lengths, "numpy") and not isinstance(lengths, np.ndarray):
-            lengths = lengths.numpy()  # a torch CPU tensor, as torch's packing takes
-        host = np.asarray(lengths)
-        if host.shape != (B,):
-            raise ValueError(f"lengths must have shape ({B},) (one length per sequence), got "
-                             f"{describe_shape(host.shape)}")
-        if host.dtype.kind not in "iu":
-            raise TypeError(f"lengths must hold integers, got dtype {host.dtype}")
-        if host.min() < 1 or host.max() > T:
-            bad = host[(host < 1) | (host > T)]
-            raise ValueError(f"lengths must lie in 1..{T} (the number of time steps), got "
-                             f"{bad.tolist()[:5]}")
-        host = host.astype(np.int64)
-        return None if (host == T).all() else host
+            inputs.check_state_part(self, f"{name} {part}", value.shape, array_dtype(value),
+                                    shape)
 
     # ------------------------------------------------------------------ forward
 
@@ -310,16 +245,16 @@ class LSTM:
 
         Results are arrays of the input's kind, on the input's device.
         """
-        backend = self._backend()
+        backend = self.check_parameters()
         x = with_array_attributes(x)
         if isinstance(state, (tuple, list)):
             state = tuple(with_array_attributes(s) for s in state)
         result_kind = self._check_array("x", x, backend)
-        unbatched, T, B = self._input_layout(x)
-        state_shape = self._state_shape(B, unbatched)
+        unbatched, T, B = inputs.check_input_shape(self, "x", x.shape)
+        state_shape = inputs.state_shape(self, B, unbatched)
         if state is not None:
             self._check_pair("state", state, state_shape, backend)
-        host_lengths = self._host_lengths(lengths, T, B, unbatched)
+        host_lengths = inputs.host_lengths(lengths, T, B, unbatched)
         xp = backend.xp
         x = backend.adopt(x)
         if unbatched:
@@ -346,7 +281,9 @@ class LSTM:
         if train and lengths_dev is not None:
             # padding values (NaN, say) must not reach the weight gradients (0 * NaN)
             layer_input = ops.time_steps_copy(backend, layer_input, lengths_dev, reverse=False)
-        elif train:  # the cache keeps its own input: later writes into x change nothing
+        elif train and may_share_memory(layer_input, x):
+            # the cache keeps its own input: later writes into x change nothing (a layout
+            # change above may already have copied it)
             layer_input = ops.contiguous_copy(backend, layer_input)
 
         cache = LSTMCache(self._cache_token, backend, result_kind, self.dtype, T, B, unbatched,
@@ -454,7 +391,7 @@ class LSTM:
                 raise ValueError(f"d_out must have the shape of out, "
                                  f"{describe_shape(cache.output_shape)}, got "
                                  f"{describe_shape(d_out.shape)}")
-        state_shape = self._state_shape(cache.B, cache.unbatched)
+        state_shape = inputs.state_shape(self, cache.B, cache.unbatched)
         if d_state is not None:
             if isinstance(d_state, (tuple, list)):
                 d_state = tuple(None if s is None else with_array_attributes(s)
@@ -519,41 +456,19 @@ class LSTM:
     @classmethod
     def from_torch(cls, module: Any) -> "LSTM":
         """An ``LSTM`` with ``module``'s configuration and a copy of its weights (a
-        ``torch.nn.LSTM`` of float32 or float64; on the GPU if the module is)."""
-        torch = sys.modules.get("torch")  # a torch module in hand means torch is imported
-        if torch is None or not isinstance(module, torch.nn.LSTM):
-            kind = type(module)
-            raise TypeError(f"module must be a torch.nn.LSTM, got {kind.__module__}."
-                            f"{kind.__qualname__} (GRU, RNN and other modules have other "
-                            f"weights and gates)")
-        if getattr(module, "proj_size", 0):
-            raise ValueError("LSTMs with proj_size > 0 are not supported")
-        weights = {name: value.detach() for name, value in module.named_parameters()}
-        first = next(iter(weights.values()))
-        dtype = {torch.float32: np.dtype(np.float32),
-                 torch.float64: np.dtype(np.float64)}.get(first.dtype)
-        if dtype is None:
-            raise TypeError(f"module's parameters are {first.dtype}; nblstm supports float32 "
-                            f"and float64 (convert with module.float() or module.double())")
-        lstm = cls(module.input_size, module.hidden_size, module.num_layers, module.bias,
-                   module.batch_first, module.bidirectional, dtype=dtype)
+        ``torch.nn.LSTM`` of float32 or float64; on the GPU if the module is). Anything
+        else, a ``GRU`` or an object that only looks like an LSTM, is a ``TypeError``."""
+        config, weights, on_gpu = _torch_interop.read_module(module)
+        lstm = cls(**config)
         for name in lstm.parameter_shapes():
-            lstm._parameters[name] = weights[name].cpu().numpy().copy()
-        if first.is_cuda:
-            lstm.to("cuda")
-        return lstm
+            lstm._parameters[name] = weights[name]
+        return lstm.to("cuda") if on_gpu else lstm
 
     def to_torch(self) -> Any:
         """A ``torch.nn.LSTM`` with this configuration and a copy of these weights (on the
         GPU when this model is); needs torch."""
-        import torch
-        module = torch.nn.LSTM(self.input_size, self.hidden_size, self.num_layers, bias=self.bias,
-                               batch_first=self.batch_first, bidirectional=self.bidirectional,
-                               dtype=getattr(torch, self.dtype.name))
-        with torch.no_grad():
-            for name, value in module.named_parameters():
-                value.copy_(torch.from_numpy(convert(self._parameters[name], "numpy")))
-        return module.to("cuda") if self.device == "cuda" else module
+        host = {name: convert(value, "numpy") for name, value in self._parameters.items()}
+        return _torch_interop.build_module(self.config(), host, on_gpu=self.device == "cuda")
 
     # ------------------------------------------------------------------ files
 

@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 
 from ._dispatch import Backend, convert, select_backend
-from ._validate import check_ndim, check_nonempty, common_float_dtype, describe_shape
+from ._validate import (check_ndim, check_nonempty, common_float_dtype, describe_shape,
+                        key_mismatch)
 
-__all__ = ["softmax_cross_entropy", "SGD", "Adam", "clip_grad_norm", "Batcher",
-           "iterate_minibatches"]
+__all__ = ["softmax_cross_entropy", "mse_loss", "Linear", "SGD", "Adam", "clip_grad_norm",
+           "Batcher", "iterate_minibatches"]
 
 #: torch.nn.utils.clip_grad_norm_ divides by ``total_norm + 1e-6``.
 CLIP_EPS = 1e-6
@@ -142,6 +143,48 @@ def softmax_cross_entropy(logits: Any, targets: Any) -> tuple[float, Any]:
     return loss, convert(dlogits, origin)
 
 
+# ------------------------------------------------------------ NumPy head and MSE loss
+
+class Linear:
+    """A linear layer ``y = x @ weight.T + bias`` on NumPy arrays, with its backward.
+
+    weight (out_features, in_features) and bias (out_features,), torch's ``nn.Linear``
+    layout and initialisation (uniform in +-1/sqrt(in_features)). ``parameters()`` returns
+    the live arrays under ``prefix + "weight"`` / ``prefix + "bias"``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, rng: np.random.Generator,
+                 dtype=np.float32, prefix: str = "head."):
+        bound = 1.0 / np.sqrt(in_features)
+        self.weight = rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype)
+        self.bias = rng.uniform(-bound, bound, (out_features,)).astype(dtype)
+        self.prefix = prefix
+
+    def parameters(self) -> dict:
+        return {self.prefix + "weight": self.weight, self.prefix + "bias": self.bias}
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """x (N, in_features) -> (N, out_features)."""
+        return x @ self.weight.T + self.bias
+
+    def backward(self, x: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Given the input ``x`` and ``dy = dLoss/dy (N, out_features)``: ``dLoss/dx`` and
+        the parameter gradients (keys of ``parameters()``)."""
+        grads = {self.prefix + "weight": dy.T @ x, self.prefix + "bias": dy.sum(axis=0)}
+        return dy @ self.weight, grads
+
+
+def mse_loss(prediction: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean squared error over all entries and its gradient ``2 (prediction - target) / N``."""
+    if prediction.shape != target.shape:
+        raise ValueError(f"prediction and target must have one shape, got {prediction.shape} "
+                         f"and {target.shape}")
+    error = prediction - target
+    loss = float(np.mean(error.astype(np.float64) ** 2))
+    return loss, (2.0 / error.size) * error
+
+
+
 # ---------------------------------------------------------------------------- optimizers
 
 class _Optimizer:
@@ -179,13 +222,10 @@ class _Optimizer:
         if not isinstance(grads, Mapping):
             raise TypeError(f"grads must be a dict of arrays with the keys of params, "
                             f"got {type(grads).__name__}")
-        missing = [repr(key) for key in self.params if key not in grads]
-        extra = [repr(key) for key in grads if key not in self.params]
-        if missing or extra:
-            problems = (["missing key(s) " + ", ".join(missing)] if missing else []) + \
-                       (["unexpected key(s) " + ", ".join(extra)] if extra else [])
-            raise ValueError(f"grads has {' and '.join(problems)}; expected exactly the keys "
-                             f"of params: {', '.join(map(repr, self.params))}")
+        mismatch = key_mismatch(grads, self.params)
+        if mismatch:
+            raise ValueError(f"grads has {mismatch}; expected exactly the keys of params: "
+                             f"{', '.join(map(repr, self.params))}")
         named = {f"params[{key!r}]": value for key, value in self.params.items()}
         named.update({f"grads[{key!r}]": grads[key] for key in self.params})
         select_backend(named)  # TypeError for a non-array or for host and device mixed

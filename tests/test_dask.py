@@ -146,7 +146,7 @@ def _unrunnable(shape, dtype=np.float64, chunks=None):
      r"chunked along the feature axis \(axis 2, chunks \(2, 2\)\)"),
     (lambda m: _unrunnable((T, B, X + 1)), ValueError,
      r"must have 4 features .* got shape \(9, 12, 5\)"),
-    (lambda m: _unrunnable((T, B)), ValueError, r"x must be 3-D \(T, B, X\)"),
+    (lambda m: _unrunnable((T, B)), ValueError, r"x must be a 3-D array \(T, B, X\)"),
 ])
 def test_bad_input_is_refused_before_any_task_runs(make, error, match):
     model = LSTM(X, H, dtype=np.float64, seed=5)

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from nblstm import cli, demos
+from nblstm import cli, demos, training
 from _problems import numerical_gradient as finite_difference
 
 pytest.importorskip("matplotlib")
@@ -16,17 +16,17 @@ pytest.importorskip("tqdm")
 def test_mse_loss_and_its_gradient():
     rng = np.random.default_rng(0)
     prediction, target = rng.standard_normal(7), rng.standard_normal(7)
-    loss, grad = demos.mse_loss(prediction, target)
+    loss, grad = training.mse_loss(prediction, target)
     assert loss == pytest.approx(np.mean((prediction - target) ** 2), rel=1e-14)
-    numeric = finite_difference(lambda: demos.mse_loss(prediction, target)[0], prediction)
+    numeric = finite_difference(lambda: training.mse_loss(prediction, target)[0], prediction)
     np.testing.assert_allclose(grad, numeric, rtol=1e-7, atol=1e-10)
     with pytest.raises(ValueError, match="one shape"):
-        demos.mse_loss(prediction, target[:3])
+        training.mse_loss(prediction, target[:3])
 
 
 def test_linear_head_backward_matches_finite_differences():
     rng = np.random.default_rng(1)
-    head = demos.Linear(4, 3, rng, dtype=np.float64)
+    head = training.Linear(4, 3, rng, dtype=np.float64)
     x = rng.standard_normal((5, 4))
     weights = rng.standard_normal((5, 3))  # loss = sum(weights * head(x))
     loss = lambda: float(np.sum(weights * head(x)))

@@ -89,10 +89,10 @@ def _npz(path, x):
     (_text, "is not a readable .npy array file"),
     (_npz, "is an .npz archive"),
     (lambda path, x: np.save(path, x[..., :3]),
-     r"must have 4 features \(the model's input_size\) .* got shape \(7, 23, 3\)"),
+     r"must have 4 features \(input_size\) .* got shape \(7, 23, 3\)"),
     (lambda path, x: np.save(path, x.astype(np.float64)),
-     "holds float64 values; the model is float32"),
-    (lambda path, x: np.save(path, x[0]), r"must hold a 3-D array \(T, B, X\)"),
+     "has dtype float64; this LSTM is float32"),
+    (lambda path, x: np.save(path, x[0]), r"must be a 3-D array \(T, B, X\)"),
 ])
 def test_bad_input_file_is_refused_and_leaves_no_output(files, write_bad_file, message):
     model, x, model_path, input_path, output_path = files

@@ -266,7 +266,7 @@ def bad_input_cases(backend):
     zeros = np.zeros(state_shape, np.float32)
     return {
         "feature size": (dict(x=put(x[:, :, :2])), ValueError, ["x", "3 features", "(3, 2, 2)"]),
-        "1-D x": (dict(x=put(x[0, 0])), ValueError, ["x must be 3-D"]),
+        "1-D x": (dict(x=put(x[0, 0])), ValueError, ["x must be a 3-D array"]),
         "float64 x": (dict(x=put(x.astype(np.float64))), TypeError, ["x", "float64", "float32"]),
         "empty x": (dict(x=put(x[:0])), ValueError, ["at least one time step"]),
         "state shape": (dict(x=put(x), state=(put(zeros[:, :1]), put(zeros))), ValueError,

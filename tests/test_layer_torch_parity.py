@@ -5,94 +5,43 @@ arrays, simulated on machines without a GPU; cupy on a real GPU) in float32 and 
 outputs, final states, and the gradients of a random linear loss with respect to the input,
 the initial state and every parameter. Padded batches (``lengths``) are compared with torch's
 packed sequences (``pack_padded_sequence(..., enforce_sorted=False)``).
-"""
-from dataclasses import dataclass
 
+With torch installed the model is ``LSTM.from_torch(module)`` and the references are torch's
+runs, now. Without it, the module's weights, the inputs and torch's answers come from the
+recordings of torch 2.13 (``tests/torch_fixtures/``; float32 problems against torch's
+float64 run on their float32 values, see ``tests/_torch_fixtures.py``), and the weights are
+assigned into ``nblstm.LSTM(...).parameters()``. ``test_recorded_references_match_live_torch``
+(torch only) checks the recordings; the interop tests need torch and skip without it.
+"""
 import numpy as np
 import pytest
 
+import _torch_fixtures as fx
 import nblstm
+from _torch_fixtures import (ACCEPTANCE, ACCEPTANCE_BOUND_CASE, CONFIGS, LAYER_CASES,  # noqa: F401
+                             Config, make_problem, torch_run)
 
-torch = pytest.importorskip("torch")
-
-
-@dataclass(frozen=True)
-class Config:
-    num_layers: int = 1
-    bidirectional: bool = False
-    batch_first: bool = False
-    lengths: tuple | None = None
-    given_state: bool = False
-    bias: bool = True
-    T: int = 4
-    B: int = 3
-    X: int = 3
-    H: int = 2
-
-    @property
-    def id(self) -> str:
-        return (f"L{self.num_layers}{'-bi' if self.bidirectional else ''}"
-                f"{'-bf' if self.batch_first else ''}{'-len' if self.lengths else ''}"
-                f"{'-state' if self.given_state else ''}{'' if self.bias else '-nobias'}")
-
-
-# The acceptance case first: 2-layer bidirectional batch_first with lengths and a state.
-ACCEPTANCE = Config(num_layers=2, bidirectional=True, batch_first=True, lengths=(4, 1, 3),
-                    given_state=True)
-CONFIGS = [
-    ACCEPTANCE,
-    Config(),
-    Config(given_state=True),
-    Config(num_layers=3),
-    Config(bidirectional=True),
-    Config(batch_first=True, lengths=(2, 4, 3)),
-    Config(num_layers=2, lengths=(3, 3, 1), given_state=True),
-    Config(num_layers=3, bidirectional=True, lengths=(1, 4, 2), bias=False),
-    Config(bidirectional=True, T=1, B=1, X=1, H=1, given_state=True),
-]
 # The simulated GPU runs every thread as Python: a subset of the cases, the acceptance one
 # included (each costs seconds there).
 SIMULATED_CONFIGS = {ACCEPTANCE.id, Config(num_layers=3).id,
                      Config(batch_first=True, lengths=(2, 4, 3)).id}
 
 
-def torch_run(module, x, state, lengths, d_out, d_state):
-    """torch's outputs and gradients: ``out, h_n, c_n, dx, dh0, dc0, {name: grad}``."""
-    x_t = torch.tensor(x, requires_grad=True)
-    state_t = tuple(torch.tensor(s, requires_grad=True) for s in state) if state else None
-    if lengths is not None:
-        packed = torch.nn.utils.rnn.pack_padded_sequence(
-            x_t, torch.tensor(lengths), batch_first=module.batch_first, enforce_sorted=False)
-        out_packed, (h_n, c_n) = module(packed, state_t)
-        out, _ = torch.nn.utils.rnn.pad_packed_sequence(
-            out_packed, batch_first=module.batch_first, total_length=x.shape[1 if module.batch_first else 0])
-    else:
-        out, (h_n, c_n) = module(x_t, state_t)
-    loss = ((out * torch.tensor(d_out)).sum() + (h_n * torch.tensor(d_state[0])).sum()
-            + (c_n * torch.tensor(d_state[1])).sum())
-    loss.backward()
-    grads = {name: p.grad.numpy() for name, p in module.named_parameters()}
-    d_h0, d_c0 = (s.grad.numpy() for s in state_t) if state_t else (None, None)
-    return (out.detach().numpy(), h_n.detach().numpy(), c_n.detach().numpy(), x_t.grad.numpy(),
-            d_h0, d_c0, grads)
-
-
-def make_problem(config: Config, dtype, seed=0):
-    torch.manual_seed(seed)
-    module = torch.nn.LSTM(config.X, config.H, config.num_layers, bias=config.bias,
-                           batch_first=config.batch_first, bidirectional=config.bidirectional,
-                           dtype=getattr(torch, np.dtype(dtype).name))
-    rng = np.random.default_rng(seed)
-    D = 2 if config.bidirectional else 1
-    x_shape = (config.B, config.T, config.X) if config.batch_first else (config.T, config.B, config.X)
-    out_shape = x_shape[:2] + (D * config.H,)
-    state_shape = (config.num_layers * D, config.B, config.H)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    state = (tuple(rng.standard_normal(state_shape).astype(dtype) for _ in range(2))
-             if config.given_state else None)
-    d_out = rng.standard_normal(out_shape).astype(dtype)
-    d_state = tuple(rng.standard_normal(state_shape).astype(dtype) for _ in range(2))
-    return module, x, state, d_out, d_state
+def nblstm_model(config: Config, reference: fx.Reference, dtype) -> nblstm.LSTM:
+    """The model of ``reference``: ``from_torch`` of the live module, or the recorded
+    weights assigned into a new ``nblstm.LSTM``."""
+    if reference.module is not None:
+        return nblstm.LSTM.from_torch(reference.module)
+    lstm = nblstm.LSTM(config.X, config.H, config.num_layers, bias=config.bias,
+                       batch_first=config.batch_first, bidirectional=config.bidirectional,
+                       dtype=dtype)
+    parameters = lstm.parameters()
+    weights = reference.group("weight")
+    assert list(weights) == list(parameters), "recorded weights != the model's parameters"
+    for name, value in weights.items():
+        assert value.shape == parameters[name].shape, name
+        parameters[name] = np.array(value, dtype=dtype)
+    return lstm
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.id)
@@ -100,11 +49,11 @@ def make_problem(config: Config, dtype, seed=0):
 def test_layer_matches_torch(backend, dtype, config):
     if backend.simulated and config.id not in SIMULATED_CONFIGS:
         pytest.skip("a smaller set of configurations in the CUDA simulator")
-    module, x, state, d_out, d_state = make_problem(config, dtype.dtype)
-    lengths = None if config.lengths is None else np.array(config.lengths)
-    expected = torch_run(module, x, state, lengths, d_out, d_state)
+    ref = fx.layer_reference(config, dtype.dtype)
+    x, state, d_out, d_state, lengths = (ref["input/x"], ref.state, ref["input/d_out"],
+                                         ref.d_state, ref.lengths)
 
-    lstm = nblstm.LSTM.from_torch(module)
+    lstm = nblstm_model(config, ref, dtype.dtype)
     if backend.name != "cpu":
         lstm.to("cuda")
     put = backend.put
@@ -112,14 +61,14 @@ def test_layer_matches_torch(backend, dtype, config):
     out, (h_n, c_n), cache = lstm.forward(put(x), state_b, lengths, train=True)
     dx, (dh0, dc0), grads = lstm.backward(cache, put(d_out), tuple(put(g) for g in d_state))
 
-    ref_out, ref_h, ref_c, ref_dx, ref_dh0, ref_dc0, ref_grads = expected
-    dtype.assert_output_close(backend.get(out), ref_out, "out")
-    dtype.assert_output_close(backend.get(h_n), ref_h, "h_n")
-    dtype.assert_output_close(backend.get(c_n), ref_c, "c_n")
-    dtype.assert_gradient_close(backend.get(dx), ref_dx, "dx")
+    dtype.assert_output_close(backend.get(out), ref["output/out"], "out")
+    dtype.assert_output_close(backend.get(h_n), ref["output/h_n"], "h_n")
+    dtype.assert_output_close(backend.get(c_n), ref["output/c_n"], "c_n")
+    dtype.assert_gradient_close(backend.get(dx), ref["grad/dx"], "dx")
     if state is not None:
-        dtype.assert_gradient_close(backend.get(dh0), ref_dh0, "dh0")
-        dtype.assert_gradient_close(backend.get(dc0), ref_dc0, "dc0")
+        dtype.assert_gradient_close(backend.get(dh0), ref["grad/dh0"], "dh0")
+        dtype.assert_gradient_close(backend.get(dc0), ref["grad/dc0"], "dc0")
+    ref_grads = ref.group("weight_grad")
     assert list(grads) == list(ref_grads)
     for name, reference in ref_grads.items():
         dtype.assert_gradient_close(backend.get(grads[name]), reference, name)
@@ -133,20 +82,36 @@ def test_layer_matches_torch(backend, dtype, config):
 
 def test_float64_acceptance_bound_on_cpu(cpu_gemm):
     """The issue's bound, stated literally: max error <= 1e-9 * (1 + max|ref|), float64."""
-    module, x, state, d_out, d_state = make_problem(ACCEPTANCE, np.float64, seed=3)
-    lengths = np.array(ACCEPTANCE.lengths)
-    reference = torch_run(module, x, state, lengths, d_out, d_state)
-    lstm = nblstm.LSTM.from_torch(module)
+    config, dtype, seed = ACCEPTANCE_BOUND_CASE
+    ref = fx.layer_reference(config, dtype, seed=seed)
+    x, state, d_out, d_state, lengths = (ref["input/x"], ref.state, ref["input/d_out"],
+                                         ref.d_state, ref.lengths)
+    reference = tuple(ref[name] for name in ("output/out", "output/h_n", "output/c_n",
+                                             "grad/dx", "grad/dh0", "grad/dc0"))
+    lstm = nblstm_model(config, ref, np.float64)
     out, (h_n, c_n), cache = lstm.forward(x, state, lengths, train=True)
     dx, (dh0, dc0), grads = lstm.backward(cache, d_out, d_state)
-    actual = (out, h_n, c_n, dx, dh0, dc0, grads)
-    for name, got, ref in zip(("out", "h_n", "c_n", "dx", "dh0", "dc0"), actual, reference):
-        assert np.max(np.abs(got - ref)) <= 1e-9 * (1 + np.max(np.abs(ref))), name
-    for name, ref in reference[6].items():
-        assert np.max(np.abs(grads[name] - ref)) <= 1e-9 * (1 + np.max(np.abs(ref))), name
+    actual = (out, h_n, c_n, dx, dh0, dc0)
+    for name, got, r in zip(("out", "h_n", "c_n", "dx", "dh0", "dc0"), actual, reference):
+        assert np.max(np.abs(got - r)) <= 1e-9 * (1 + np.max(np.abs(r))), name
+    for name, r in ref.group("weight_grad").items():
+        assert np.max(np.abs(grads[name] - r)) <= 1e-9 * (1 + np.max(np.abs(r))), name
+
+
+@pytest.mark.parametrize(("config", "dtype", "seed"), LAYER_CASES, indirect=["dtype"],
+                         ids=[fx.case_id(*case) for case in LAYER_CASES])
+def test_recorded_references_match_live_torch(config, dtype, seed):
+    """The recordings the tests use without torch (inputs, weights, torch's answers) are
+    what the live test computes, within the dtype's tolerances (never bitwise: torch's last
+    bits depend on the CPU). float32: the recorded float64 reference of the float32 problem
+    against torch's float32 run, the live test's reference."""
+    pytest.importorskip("torch")
+    fx.assert_recorded_matches(fx.recorded_layer(config, dtype.dtype, seed),
+                               fx.live_layer(config, dtype.dtype, seed), dtype)
 
 
 def test_torch_round_trip_is_exact():
+    torch = pytest.importorskip("torch")
     module = torch.nn.LSTM(5, 4, num_layers=2, bidirectional=True, batch_first=True,
                            dtype=torch.float64)
     lstm = nblstm.LSTM.from_torch(module)
@@ -161,6 +126,7 @@ def test_torch_round_trip_is_exact():
 
 
 def test_default_initialisation_is_torchs():
+    torch = pytest.importorskip("torch")
     lstm = nblstm.LSTM(7, 16, num_layers=2, bidirectional=True, seed=1)
     module = torch.nn.LSTM(7, 16, num_layers=2, bidirectional=True)
     torch_params = dict(module.named_parameters())
@@ -176,6 +142,7 @@ def test_default_initialisation_is_torchs():
 
 
 def test_dtypes_other_than_float32_float64_are_refused():
+    torch = pytest.importorskip("torch")
     module = torch.nn.LSTM(3, 2).to(torch.float16)
     with pytest.raises(TypeError, match="float16"):
         nblstm.LSTM.from_torch(module)

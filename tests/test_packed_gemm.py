@@ -10,13 +10,14 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nblstm.kernels import cpu
 from nblstm.kernels.config import JIT_OPTIONS, TILES as TILE_SHAPES
-from nblstm.kernels.cpu import packed_gemm, packed_lstm
+from nblstm.kernels.cpu import loops, packed_gemm, packed_lstm
 from nblstm.kernels.cpu import plan as gemm_plan
 
 TILES = list(TILE_SHAPES)
@@ -321,7 +322,7 @@ def test_float32_micro_kernel_uses_16_wide_float32_fmas_and_no_double_math():
                                             "fmuladd.v8f64"))
 
 
-def test_float32_gate_loops_of_the_packed_path_do_not_promote_and_are_vectorized():
+def test_float32_gate_loops_do_not_promote_and_are_vectorized():
     B, H = 2, 32
     z = np.zeros((B, 4 * H), np.float32)
     state = np.zeros((B, H), np.float32)
@@ -329,9 +330,61 @@ def test_float32_gate_loops_of_the_packed_path_do_not_promote_and_are_vectorized
                              state, state.copy(), state.copy(), 0, H)
     assert "<16 x float>" in llvm_ir or "<8 x float>" in llvm_ir
     lengths = np.full(B, 3, np.int64)
-    llvm_ir += _fresh_llvm_ir(packed_lstm._gates_backward_units, 1, lengths, z, state, state,
-                              state, state, state, state.copy(), z.copy(), state.copy(), 0, H)
+    backward_ir = _fresh_llvm_ir(loops.gates_backward_units, 1, lengths, z, state, state,
+                                 state, state, state, state.copy(), z.copy(), state.copy(), 0, H)
+    # both CPU paths run this loop: it must vectorize too
+    assert "<16 x float>" in backward_ir or "<8 x float>" in backward_ir
+    llvm_ir += backward_ir
     double_ops = [line for line in llvm_ir.splitlines()
                   if any(op in line for op in (" fadd double", " fmul double", " fdiv double",
                                                " fsub double", "fpext float"))]
     assert not double_ops, "\n".join(double_ops[:5])
+
+
+VARIANT_PROBE = """
+import json, sys
+sys.path.insert(0, {tests!r})
+import numba
+from numba.np.ufunc import parallel
+import _variant_probe as probe
+report = {{}}
+for name in sys.argv[1:]:
+    function = getattr(probe, name)
+    report[name] = probe.threads_used(function)
+    report[name + "_cache_hits"] = sum(function.stats.cache_hits.values())
+    report["pool_started_after_" + name] = bool(parallel._is_initialized)
+print(json.dumps(report))
+"""
+
+
+def test_serial_variants_stay_serial_with_a_warm_cache(tmp_path):
+    """numba's cache key ignores ``parallel=``: a serial twin compiled from the same source as
+    a parallel one must still run on one thread (and start no thread pool) in a fresh
+    process that loads both from the cache."""
+    import json
+    code = VARIANT_PROBE.format(tests=str(Path(__file__).parent))
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env.update(NUMBA_CACHE_DIR=str(tmp_path), NUMBA_NUM_THREADS="2")
+
+    def run(*names):
+        result = subprocess.run([sys.executable, "-c", code, *names], capture_output=True,
+                                text=True, timeout=300, env=env)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    cold = run("record_parallel", "record_serial")  # compiles and stores both
+    assert cold["record_parallel"] == [0, 1] and cold["record_serial"] == [0]
+    warm = run("record_serial", "record_parallel")
+    assert warm["record_serial_cache_hits"] >= 1 and warm["record_parallel_cache_hits"] >= 1
+    assert warm["record_serial"] == [0] and not warm["pool_started_after_record_serial"]
+    assert warm["record_parallel"] == [0, 1]
+
+
+def test_the_packed_drivers_are_serial_and_parallel_twins():
+    for name in ("gemm", "forward_loop", "backward_loop"):
+        serial = getattr(packed_lstm, f"{name}_serial")
+        parallel = getattr(packed_lstm, f"{name}_parallel")
+        assert serial.py_func.__code__ is parallel.py_func.__code__  # one source
+        assert serial.py_func.__qualname__ == f"{name}_serial"  # distinct cache entries
+        assert parallel.py_func.__qualname__ == f"{name}_parallel"
+        assert not serial.targetoptions.get("parallel") and parallel.targetoptions["parallel"]

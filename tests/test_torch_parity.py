@@ -2,99 +2,67 @@
 
 The seed's per-gate weights map onto torch's: torch's gate order is (i, f, g, o) = the
 seed's (Wi, Wf, Wc, Wo); ``weight_hh = W[:, :n_a]``, ``weight_ih = W[:, n_a:]`` per gate,
-``bias_ih`` the seed's biases and ``bias_hh`` zero. Skipped when torch is not installed.
+``bias_ih`` the seed's biases and ``bias_hh`` zero (``tests/_torch_fixtures.py``).
+
+With torch installed the references are torch's float64 runs, now; without it, the same
+runs recorded from torch 2.13 (``tests/torch_fixtures/``), and
+``test_recorded_references_match_live_torch`` (torch only) checks the recordings.
 """
 import numpy as np
 import pytest
 
+import _torch_fixtures as fx
 import nblstm
-from _problems import cell_problem, sequence_problem
-
-torch = pytest.importorskip("torch")
-
-SEED_GATES = ("i", "f", "c", "o")  # torch's (i, f, g, o)
+from _torch_fixtures import (CELL_SHAPES, SEED_GATES, SEQUENCE_SHAPES,  # noqa: F401
+                             T_PRIME_FRACTIONS, load_seed_weights, torch_grads_as_seed)
 
 
-def load_seed_weights(module, parameters, n_a):
-    """Copy the seed's weights into a torch LSTM (layer 0) or LSTMCell."""
-    suffix = "" if isinstance(module, torch.nn.LSTMCell) else "_l0"
-    fused = {
-        "weight_hh": np.concatenate([parameters["W" + g][:, :n_a] for g in SEED_GATES]),
-        "weight_ih": np.concatenate([parameters["W" + g][:, n_a:] for g in SEED_GATES]),
-        "bias_ih": np.concatenate([parameters["b" + g][:, 0] for g in SEED_GATES]),
-    }
-    with torch.no_grad():
-        for name, value in fused.items():
-            getattr(module, name + suffix).copy_(torch.from_numpy(value))
-        getattr(module, "bias_hh" + suffix).zero_()
-
-
-def torch_grads_as_seed(weight_ih_grad, weight_hh_grad, bias_grad, n_a):
-    """torch's fused gradients -> the seed's dW*, db* (n_a, n_a + n_x), (n_a, 1)."""
-    out = {}
-    for k, g in enumerate(SEED_GATES):
-        rows = slice(k * n_a, (k + 1) * n_a)
-        out["dW" + g] = np.concatenate([weight_hh_grad[rows], weight_ih_grad[rows]], axis=1)
-        out["db" + g] = bias_grad[rows].reshape(n_a, 1)
-    return out
-
-
-@pytest.mark.parametrize("shape", [(3, 10, 7, 5, 2), (1, 1, 1, 1, 1), (8, 6, 12, 16, 4)])
-@pytest.mark.parametrize("T_prime_fraction", [1.0, 0.5])
+@pytest.mark.parametrize("shape", SEQUENCE_SHAPES)
+@pytest.mark.parametrize("T_prime_fraction", T_PRIME_FRACTIONS)
 def test_lstm_forward_and_backward_match_torch(cpu_gemm, dtype, shape, T_prime_fraction):
-    n_x, m, T, n_a, n_y = shape
-    T_prime = max(1, int(T * T_prime_fraction))
-    prob = sequence_problem(n_x, m, T, n_a, n_y, seed=T + n_a, dtype=np.float64)
-    x, a0, params = prob["x"], prob["a0"], prob["parameters"]
-    da = prob["da"][:, :, :T_prime]
-
-    lstm = torch.nn.LSTM(n_x, n_a, dtype=torch.float64)
-    load_seed_weights(lstm, params, n_a)
-    tx = torch.from_numpy(x.transpose(2, 1, 0).copy()).requires_grad_()
-    th0 = torch.from_numpy(a0.T.copy()[None]).requires_grad_()
-    out, _ = lstm(tx, (th0, torch.zeros_like(th0)))
-    logits = out @ torch.from_numpy(params["Wy"]).T + torch.from_numpy(params["by"][:, 0])
-    ty = torch.softmax(logits, dim=-1)
-    loss = (out[:T_prime] * torch.from_numpy(da.transpose(2, 1, 0).copy())).sum()
-    loss.backward()
-    ref_grads = torch_grads_as_seed(lstm.weight_ih_l0.grad.numpy(), lstm.weight_hh_l0.grad.numpy(),
-                                    lstm.bias_ih_l0.grad.numpy(), n_a)
-    ref_grads["dx"] = tx.grad.numpy().transpose(2, 1, 0)[:, :, :T_prime]
-    ref_grads["da0"] = th0.grad.numpy()[0].T
+    ref = fx.sequence_reference(shape, T_prime_fraction)
+    x, a0, da, params = ref["input/x"], ref["input/a0"], ref["input/da"], ref.group("weight")
 
     cast = lambda v: v.astype(dtype.dtype)
     a, y, c, caches = nblstm.lstm_forward(cast(x), cast(a0), {k: cast(v) for k, v in params.items()})
-    dtype.assert_output_close(a, out.detach().numpy().transpose(2, 1, 0), "a")
-    dtype.assert_output_close(y, ty.detach().numpy().transpose(2, 1, 0), "y")
+    dtype.assert_output_close(a, ref["output/a"], "a")
+    dtype.assert_output_close(y, ref["output/y"], "y")
+    dtype.assert_output_close(c[:, :, -1], ref["output/c_n"], "c[:, :, -1]")
     grads = nblstm.lstm_backward(cast(da), caches)
-    for key, ref in ref_grads.items():
-        dtype.assert_gradient_close(grads[key], ref, key)
+    for key, reference in ref.group("grad").items():
+        dtype.assert_gradient_close(grads[key], reference, key)
 
 
-@pytest.mark.parametrize("shape", [(3, 10, 5, 2), (2, 1, 1, 3)])
+@pytest.mark.parametrize("shape", CELL_SHAPES)
 def test_lstm_cell_forward_and_backward_match_torch(cpu_gemm, dtype, shape):
-    n_x, m, n_a, n_y = shape
-    prob = cell_problem(n_x, m, n_a, n_y, seed=n_x * m, dtype=np.float64)
-    params = prob["parameters"]
-    cell = torch.nn.LSTMCell(n_x, n_a, dtype=torch.float64)
-    load_seed_weights(cell, params, n_a)
-    tx = torch.from_numpy(prob["xt"].T.copy()).requires_grad_()
-    th = torch.from_numpy(prob["a_prev"].T.copy()).requires_grad_()
-    tc = torch.from_numpy(prob["c_prev"].T.copy()).requires_grad_()
-    h1, c1 = cell(tx, (th, tc))
-    loss = (h1 * torch.from_numpy(prob["da_next"].T.copy())).sum() + \
-           (c1 * torch.from_numpy(prob["dc_next"].T.copy())).sum()
-    loss.backward()
-    ref = torch_grads_as_seed(cell.weight_ih.grad.numpy(), cell.weight_hh.grad.numpy(),
-                              cell.bias_ih.grad.numpy(), n_a)
-    ref.update(dxt=tx.grad.numpy().T, da_prev=th.grad.numpy().T, dc_prev=tc.grad.numpy().T)
+    ref = fx.cell_reference(shape)
+    inputs, params = ref.group("input"), ref.group("weight")
 
     cast = lambda v: v.astype(dtype.dtype)
     a_next, c_next, _, cache = nblstm.lstm_cell_forward(
-        cast(prob["xt"]), cast(prob["a_prev"]), cast(prob["c_prev"]),
+        cast(inputs["xt"]), cast(inputs["a_prev"]), cast(inputs["c_prev"]),
         {k: cast(v) for k, v in params.items()})
-    dtype.assert_output_close(a_next, h1.detach().numpy().T, "a_next")
-    dtype.assert_output_close(c_next, c1.detach().numpy().T, "c_next")
-    grads = nblstm.lstm_cell_backward(cast(prob["da_next"]), cast(prob["dc_next"]), cache)
-    for key, r in ref.items():
+    dtype.assert_output_close(a_next, ref["output/a_next"], "a_next")
+    dtype.assert_output_close(c_next, ref["output/c_next"], "c_next")
+    grads = nblstm.lstm_cell_backward(cast(inputs["da_next"]), cast(inputs["dc_next"]), cache)
+    for key, r in ref.group("grad").items():
         dtype.assert_gradient_close(grads[key], r, key)
+
+
+@pytest.mark.parametrize("dtype", ["float64"], indirect=True)  # float64 runs, as recorded
+@pytest.mark.parametrize("case", [("lstm", shape, fraction) for shape in SEQUENCE_SHAPES
+                                  for fraction in T_PRIME_FRACTIONS]
+                         + [("cell", shape, None) for shape in CELL_SHAPES],
+                         ids=lambda case: "-".join(map(str, (case[0],) + case[1]))
+                         + ("" if case[2] is None else f"-frac{case[2]}"))
+def test_recorded_references_match_live_torch(dtype, case):
+    """The recordings the tests use without torch are live torch's runs (inputs too),
+    within the float64 tolerances (never bitwise: torch's last bits depend on the CPU)."""
+    pytest.importorskip("torch")
+    kind, shape, fraction = case
+    if kind == "lstm":
+        recorded = fx.recorded(fx.sequence_prefix(shape, fraction))
+        live = fx.live_sequence(shape, fraction)
+    else:
+        recorded, live = fx.recorded(fx.cell_prefix(shape)), fx.live_cell(shape)
+    fx.assert_recorded_matches(recorded, live, dtype)

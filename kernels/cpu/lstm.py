@@ -27,8 +27,9 @@ from numba import njit
 
 from ..config import JIT_OPTIONS as _JIT_OPTIONS
 from ..math import gates
-from ..math.fastmath import exp
+from ..math.softmax import add_bias_softmax_in_place
 from . import packed_lstm, plan
+from .loops import column_sums, gates_backward_units, transpose_into
 
 
 @njit(**_JIT_OPTIONS)
@@ -202,40 +203,24 @@ def _blas_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all
     H = h0.shape[1]
     G = W_h.shape[1]
     dz_all = np.empty((T, B, G), dtype=x.dtype)
-    W_h_T = _transposed_copy(W_h)
-    dh = np.empty((B, H), dtype=x.dtype)
+    W_h_T = np.empty((G, H), dtype=x.dtype)
+    transpose_into(W_h, W_h_T)
     dh_recurrent = dh0  # dh0 carries dLoss/dh_t through the loop and ends as dLoss/dh0
     dc = dc0            # likewise for the cell state
     for t in range(T - 1, -1, -1):
         c_prev = c_all[t - 1] if t > 0 else c0
-        for row in range(B):
-            length = lengths[row]
-            dz_row, dc_row = dz_all[t, row], dc[row]
-            if t >= length:  # padding: no gradient flows through this step
-                for k in range(G):
-                    dz_row[k] = 0
-                for j in range(H):
-                    dc_row[j] = 0
-                continue
-            dh_row, dh_t_row = dh[row], dh_all[t, row]
-            # the step where this row's final state was taken receives dh_n, dc_n; the
-            # others receive the recurrent gradient of step t + 1
-            dh_carry = dh_n[row] if t == length - 1 else dh_recurrent[row]
-            if t == length - 1:
-                dc_in = dc_n[row]
-                for j in range(H):
-                    dc_row[j] = dc_in[j]
-            for j in range(H):
-                dh_row[j] = dh_t_row[j] + dh_carry[j]
-            _gates_backward_row(gates_all[t, row], c_prev[row], c_all[t, row], dh_row, dc_row,
-                                dz_row)
+        # padding rows and the rows whose final state was taken at step t: loops.py
+        gates_backward_units(t, lengths, gates_all[t], c_prev, c_all[t], dh_all[t], dh_n, dc_n,
+                             dc, dz_all[t], dh_recurrent, 0, H)
         np.dot(dz_all[t], W_h_T, dh_recurrent)
 
     # Every GEMM below has the form np.dot(A or A.T, B, out): few distinct np.dot
     # specialisations keep the compile time down (an allocating np.dot plus "+=" alone
     # cost ~0.5 s of compilation).
     dz_2d = dz_all.reshape(T * B, G)
-    np.dot(dz_2d, _transposed_copy(W_x), dx.reshape(T * B, X))
+    W_x_T = np.empty((G, X), dtype=x.dtype)
+    transpose_into(W_x, W_x_T)
+    np.dot(dz_2d, W_x_T, dx.reshape(T * B, X))
     np.dot(x.reshape(T * B, X).T, dz_2d, dW_x)
     np.dot(h0.T, dz_all[0], dW_h)
     if T > 1:
@@ -246,22 +231,7 @@ def _blas_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all
             row, add = dW_h[i], later_steps[i]
             for k in range(G):
                 row[k] += add[k]
-    for k in range(G):
-        db[k] = 0
-    for row in range(T * B):
-        dz_row = dz_2d[row]
-        for k in range(G):
-            db[k] += dz_row[k]
-
-
-@njit(**_JIT_OPTIONS)
-def _transposed_copy(a):
-    """A new C-contiguous ``a.T`` for a 2-D array."""
-    out = np.empty((a.shape[1], a.shape[0]), dtype=a.dtype)
-    for i in range(a.shape[0]):
-        for j in range(a.shape[1]):
-            out[j, i] = a[i, j]
-    return out
+    column_sums(dz_2d, db)
 
 
 @njit(**_JIT_OPTIONS)
@@ -328,22 +298,8 @@ def linear_softmax(h, W_T, b, out):
     row makes the whole row NaN.
     """
     np.dot(h, W_T, out)
-    N, Y = out.shape
-    for row in range(N):
-        z = out[row]
-        for k in range(Y):
-            z[k] += b[k]
-        largest = z[0]
-        for k in range(1, Y):
-            if z[k] > largest:
-                largest = z[k]
-        total = type(largest)(0)
-        for k in range(Y):
-            e = exp(z[k] - largest)
-            z[k] = e
-            total += e
-        for k in range(Y):
-            z[k] = z[k] / total
+    for row in range(out.shape[0]):
+        add_bias_softmax_in_place(out[row], b)
 
 
 @njit(**_JIT_OPTIONS)

@@ -20,17 +20,19 @@ Backward, per call:
      ``dW^T = dz^T @ [x | h_prev]`` (the long T*B axis is the K of the product, K-blocked),
      transposed into place; ``db`` is the column sum of ``dz``.
 
-Threads: each driver exists twice, ``*_parallel`` (one ``prange`` region per step; numba's
-threading layer) and ``*_serial`` (the same work on the calling thread), sharing the body
-functions. ``Plan`` says which to use. Work buffers (per-worker scratch tiles, packed
+Threads: each driver is one source compiled twice (``variants.serial_and_parallel``):
+``*_parallel`` (one ``prange`` region per step; numba's threading layer) and ``*_serial``
+(the same work on the calling thread). ``Plan`` says which to use. Work buffers (per-worker scratch tiles, packed
 weights) are allocated per call, so concurrent calls from several threads share nothing.
 """
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from ..config import JIT_OPTIONS, KC, PARALLEL_JIT_OPTIONS
+from ..config import JIT_OPTIONS, KC
 from ..math import gates
+from .loops import column_sums, gates_backward_units, transpose_into
 from .packed_gemm import pack_gate_panels, pack_panels, panel_product
+from .variants import serial_and_parallel
 
 
 # ------------------------------------------------------------------------------ plain GEMM
@@ -49,10 +51,10 @@ def _gemm_job(job, row_chunks, tile, MR, a, a_rs, a_ks, M, K, bp, c, N, edge_til
                       False)
 
 
-@njit(**PARALLEL_JIT_OPTIONS)
-def gemm_parallel(tile, MR, a, a_rs, a_ks, M, K, bp, c, row_chunks, edge_tiles):
+def _gemm_driver(tile, MR, a, a_rs, a_ks, M, K, bp, c, row_chunks, edge_tiles):
     """``c[0:M, 0:N] = A @ B`` with B packed in ``bp`` (P, K, NR), N = ``c.shape[1]``;
-    A[m, k] = ``a.flat[m*a_rs + k*a_ks]``. One parallel region over panel x row-chunk jobs.
+    A[m, k] = ``a.flat[m*a_rs + k*a_ks]``. One parallel region over panel x row-chunk jobs
+    (``gemm_parallel``), or the same jobs on the calling thread (``gemm_serial``).
     edge_tiles (workers, MR, NR): per-worker scratch for the last, partial panel."""
     N = c.shape[1]
     for job in prange(bp.shape[0] * row_chunks):
@@ -60,12 +62,7 @@ def gemm_parallel(tile, MR, a, a_rs, a_ks, M, K, bp, c, row_chunks, edge_tiles):
                   edge_tiles[get_thread_id()])
 
 
-@njit(**JIT_OPTIONS)
-def gemm_serial(tile, MR, a, a_rs, a_ks, M, K, bp, c, row_chunks, edge_tiles):
-    """``gemm_parallel`` on the calling thread."""
-    N = c.shape[1]
-    for job in range(bp.shape[0] * row_chunks):
-        _gemm_job(job, row_chunks, tile, MR, a, a_rs, a_ks, M, K, bp, c, N, edge_tiles[0])
+gemm_serial, gemm_parallel = serial_and_parallel(_gemm_driver, "gemm")
 
 
 @njit(inline="always", **JIT_OPTIONS)
@@ -124,12 +121,12 @@ def _gates_forward_units(z, b, c_prev, c_out, h_out, j0, j1):
             h_o[u] = h
 
 
-@njit(**PARALLEL_JIT_OPTIONS)
-def forward_loop_parallel(tile, MR, tasks, h0, c0, W_h_packed, b, h_all, c_all, gates_all,
-                          edge_tiles):
+def _forward_loop(tile, MR, tasks, h0, c0, W_h_packed, b, h_all, c_all, gates_all,
+                  edge_tiles):
     """The time loop of the forward pass, one parallel region of ``tasks`` tasks per step
-    (module docstring). gates_all (T, B, 4H) holds the input projection on entry;
-    edge_tiles (workers, MR, 4U) are per-worker work buffers."""
+    (module docstring; the serial twin runs the tasks on the calling thread). gates_all
+    (T, B, 4H) holds the input projection on entry; edge_tiles (workers, MR, 4U) are
+    per-worker work buffers."""
     for t in range(h_all.shape[0]):
         h_prev = h_all[t - 1] if t > 0 else h0
         c_prev = c_all[t - 1] if t > 0 else c0
@@ -138,16 +135,7 @@ def forward_loop_parallel(tile, MR, tasks, h0, c0, W_h_packed, b, h_all, c_all, 
                           c_all[t], h_all[t], edge_tiles[get_thread_id()])
 
 
-@njit(**JIT_OPTIONS)
-def forward_loop_serial(tile, MR, tasks, h0, c0, W_h_packed, b, h_all, c_all, gates_all,
-                        edge_tiles):
-    """``forward_loop_parallel`` on the calling thread."""
-    for t in range(h_all.shape[0]):
-        h_prev = h_all[t - 1] if t > 0 else h0
-        c_prev = c_all[t - 1] if t > 0 else c0
-        for task in range(tasks):
-            _forward_task(tile, MR, task, tasks, h_prev, W_h_packed, b, c_prev, gates_all[t],
-                          c_all[t], h_all[t], edge_tiles[0])
+forward_loop_serial, forward_loop_parallel = serial_and_parallel(_forward_loop, "forward_loop")
 
 
 # ------------------------------------------------------------------------------ backward
@@ -171,60 +159,16 @@ def _backward_task(tile, MR, task, tasks, t, has_next, lengths, dz_next, W_h_T_p
         for q in range(first, end):
             panel_product(tile, MR, dz_next, 0, 4 * H, 1, B, 4 * H, W_h_T_packed, q, KC,
                           dh_rec_all, q * NR, Q * NR, NR // 4, NR, False, edge_tile, False)
-    _gates_backward_units(t, lengths, gates_t, c_prev, c_t, dh_t, dh_n, dc_n, dc, dz_t,
-                          dh_rec_all, first * NR, min(H, end * NR))
+    gates_backward_units(t, lengths, gates_t, c_prev, c_t, dh_t, dh_n, dc_n, dc, dz_t,
+                         dh_rec_all, first * NR, min(H, end * NR))
 
 
-@njit(**JIT_OPTIONS)
-def _gates_backward_units(t, lengths, gates_t, c_prev, c_t, dh_t, dh_n, dc_n, dc, dz_t, dh_rec_all,
-                          j0, j1):
-    """The gate backward of hidden units ``[j0, j1)`` at step ``t``, all rows (arguments as
-    ``_backward_task``). A function of its own so that LLVM vectorizes the unit loop."""
-    H = c_t.shape[1]
-    for row in range(c_t.shape[0]):
-        dz_r = dz_t[row]
-        dz_i, dz_f, dz_g, dz_o = (dz_r[j0:j1], dz_r[H + j0:H + j1], dz_r[2 * H + j0:2 * H + j1],
-                                  dz_r[3 * H + j0:3 * H + j1])
-        d_c = dc[row, j0:j1]
-        length = lengths[row]
-        if t >= length:
-            for u in range(j1 - j0):
-                dz_i[u] = 0
-                dz_f[u] = 0
-                dz_g[u] = 0
-                dz_o[u] = 0
-                d_c[u] = 0
-            continue
-        dh_rec = dh_rec_all[row, j0:j1]
-        if t == length - 1:
-            # The final state's gradients enter at the row's last step. Copied into the
-            # buffers the loop below always reads: a loop reading one of two arrays (chosen
-            # at run time) fails LLVM's overlap check against its in-place output and
-            # runs scalar.
-            dh_final, dc_final = dh_n[row, j0:j1], dc_n[row, j0:j1]
-            for u in range(j1 - j0):
-                dh_rec[u] = dh_final[u]
-                d_c[u] = dc_final[u]
-        g_r = gates_t[row]
-        g_i, g_f, g_g, g_o = (g_r[j0:j1], g_r[H + j0:H + j1], g_r[2 * H + j0:2 * H + j1],
-                              g_r[3 * H + j0:3 * H + j1])
-        c_p, c_c, dh_o = c_prev[row, j0:j1], c_t[row, j0:j1], dh_t[row, j0:j1]
-        for u in range(j1 - j0):
-            d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward(
-                g_i[u], g_f[u], g_g[u], g_o[u], c_p[u], c_c[u], dh_o[u] + dh_rec[u], d_c[u])
-            dz_i[u] = d_i
-            dz_f[u] = d_f
-            dz_g[u] = d_g
-            dz_o[u] = d_o
-            d_c[u] = d_c_prev
-
-
-@njit(**PARALLEL_JIT_OPTIONS)
-def backward_loop_parallel(tile, MR, tasks, lengths, W_h_T_packed, c0, c_all, gates_all, dh_all,
-                           dh_n, dc_n, dc, dz_all, dh_rec, edge_tiles):
+def _backward_loop(tile, MR, tasks, lengths, W_h_T_packed, c0, c_all, gates_all, dh_all,
+                   dh_n, dc_n, dc, dz_all, dh_rec, edge_tiles):
     """The reversed time loop of BPTT, one parallel region of ``tasks`` tasks per step
-    (module docstring). dz_all (T, B, 4H) out; dc (B, H) out: dLoss/dc0 (rows of length 0:
-    zero). dh_rec (B, Q*NR) and edge_tiles (workers, MR, NR) are work buffers."""
+    (module docstring; the serial twin runs the tasks on the calling thread). dz_all
+    (T, B, 4H) out; dc (B, H) out: dLoss/dc0 (rows of length 0: zero). dh_rec (B, Q*NR) and
+    edge_tiles (workers, MR, NR) are work buffers."""
     T = dz_all.shape[0]
     for t in range(T - 1, -1, -1):
         c_prev = c_all[t - 1] if t > 0 else c0
@@ -235,18 +179,8 @@ def backward_loop_parallel(tile, MR, tasks, lengths, W_h_T_packed, c0, c_all, ga
                            dh_rec, edge_tiles[get_thread_id()])
 
 
-@njit(**JIT_OPTIONS)
-def backward_loop_serial(tile, MR, tasks, lengths, W_h_T_packed, c0, c_all, gates_all, dh_all,
-                         dh_n, dc_n, dc, dz_all, dh_rec, edge_tiles):
-    """``backward_loop_parallel`` on the calling thread."""
-    T = dz_all.shape[0]
-    for t in range(T - 1, -1, -1):
-        c_prev = c_all[t - 1] if t > 0 else c0
-        dz_next = dz_all[t + 1] if t + 1 < T else dz_all[t]
-        for task in range(tasks):
-            _backward_task(tile, MR, task, tasks, t, t + 1 < T, lengths, dz_next, W_h_T_packed,
-                           gates_all[t], c_prev, c_all[t], dh_all[t], dh_n, dc_n, dc, dz_all[t],
-                           dh_rec, edge_tiles[0])
+backward_loop_serial, backward_loop_parallel = serial_and_parallel(_backward_loop,
+                                                                   "backward_loop")
 
 
 @njit(**JIT_OPTIONS)
@@ -256,32 +190,14 @@ def finish_backward(lengths, dh_n, dc_n, dz_2d, dW_x_T, dW_h_T, dh0, dc0, dW_x, 
 
     dz_2d (T*B, 4H); dW_x_T (4H, X), dW_h_T (4H, H) -> dW_x (X, 4H), dW_h (H, 4H); db (4H,).
     """
-    _transpose_into(dW_x_T, dW_x)
-    _transpose_into(dW_h_T, dW_h)
-    G = db.shape[0]
-    for k in range(G):
-        db[k] = 0
-    for row in range(dz_2d.shape[0]):
-        dz_row = dz_2d[row]
-        for k in range(G):
-            db[k] += dz_row[k]
+    transpose_into(dW_x_T, dW_x)
+    transpose_into(dW_h_T, dW_h)
+    column_sums(dz_2d, db)
     for row in range(lengths.shape[0]):
         if lengths[row] <= 0:
             for j in range(dh0.shape[1]):
                 dh0[row, j] = dh_n[row, j]
                 dc0[row, j] = dc_n[row, j]
-
-
-@njit(**JIT_OPTIONS)
-def _transpose_into(src, dst):
-    """``dst[:] = src.T`` (2-D), in 32 x 32 blocks so reads and writes stay in cache lines."""
-    I, J = src.shape
-    for i0 in range(0, I, 32):
-        for j0 in range(0, J, 32):
-            for j in range(j0, min(j0 + 32, J)):
-                row = dst[j]
-                for i in range(i0, min(i0 + 32, I)):
-                    row[i] = src[i, j]
 
 
 # ------------------------------------------------------------- orchestration (Python level)

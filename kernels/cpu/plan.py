@@ -2,13 +2,12 @@
 or plain BLAS. Decided per call, from the environment variable ``NBLSTM_CPU_GEMM``:
 
     auto (default)   forward: the tile for this CPU's features, threads when worth it
-                     (below); for steps too small to thread (tiny shapes), BLAS per step:
-                     measured 5-40% faster there (fewer calls and buffers per pass).
-                     backward: BLAS (the packed backward measured slower at mid float64 and
-                     at large shapes: 841 vs 527 ms at (100,128,512,512) float32 training;
-                     its weight-gradient GEMMs read dz with a 4H stride, unpacked)
+                     (below); for steps too small to thread (B*H*4H below
+                     ``config.PARALLEL_MIN_STEP_MACS``), BLAS per step. backward: BLAS
+                     (measured faster; the measurements behind both choices are in
+                     benchmarks/README.md, "How auto chooses")
     blas             numba's ``np.dot`` (scipy's BLAS) per step: the original design
-    <tile>           a tile of ``packed_gemm.TILES`` (avx512, avx2, sse) on any CPU
+    <tile>           a tile of ``config.TILES`` (avx512, avx2, sse) on any CPU
     <tile>-serial    that tile on the calling thread only
     <tile>-parallel  that tile in numba parallel regions, whatever the size
 
@@ -27,13 +26,6 @@ from ..config import PARALLEL_MIN_STEP_MACS, TILES
 from .packed_gemm import TILE_IDS
 
 ENVIRONMENT_VARIABLE = "NBLSTM_CPU_GEMM"
-#: Multiply-adds of one step's recurrent product (B * H * 4H) below which ``auto`` runs BLAS
-#: per step instead of the threaded packed kernel. Measured on a 2-core AVX-512 machine:
-#: at B=16, H=64 (262k) the serial loop is still faster; at B=64, H=64 (1M, the adding
-#: demo) the packed parallel forward made whole layers 2-10x slower than BLAS, because the
-#: OpenMP threads keep spinning after each short region and take the cores from the BLAS
-#: backward and from other libraries in the process; at B=64, H=256 (16.8M) it wins.
-PARALLEL_MIN_STEP_MACS = 1 << 22
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,16 @@ CuPy arrays or all numba device arrays (the dispatcher makes sure of that).
 """
 import numpy as np
 
+from ..config import SIMULATOR
 from ..math import gates
-from ..math.fastmath import exp
+from ..math.softmax import add_bias_softmax_in_place, shifted_exp
 from .launch import Launch
-from .target import cuda
+from .target import cuda, simulator_twin
+
+# In the simulator, the Python source of the array-taking helper (target.simulator_twin).
+_add_bias_softmax_in_place = (
+    simulator_twin(add_bias_softmax_in_place, shifted_exp=shifted_exp.py_func) if SIMULATOR
+    else add_bias_softmax_in_place)
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -96,19 +102,7 @@ def _softmax_rows_kernel(z, b):
     thread per row (the number of classes is small for the seed's output layer)."""
     r = cuda.grid(1)
     if r < z.shape[0]:
-        Y = z.shape[1]
-        largest = z[r, 0] + b[0]
-        for k in range(Y):
-            z[r, k] += b[k]
-            if z[r, k] > largest:
-                largest = z[r, k]
-        total = type(largest)(0)  # typed like the data: no float64 promotion
-        for k in range(Y):
-            e = exp(z[r, k] - largest)
-            z[r, k] = e
-            total += e
-        for k in range(Y):
-            z[r, k] = z[r, k] / total
+        _add_bias_softmax_in_place(z[r], b)
 
 
 @cuda.jit

@@ -20,6 +20,7 @@ Simulator settings, only ever applied when the simulator is on:
 """
 import os
 import sys
+import types
 from importlib import metadata
 
 from numba import cuda  # noqa: F401  (re-exported: the CUDA target used by nblstm)
@@ -112,6 +113,20 @@ if SIMULATOR:
     if shared_array_race_present():
         _make_simulator_shared_arrays_thread_safe()
     _apply_switch_interval()
+
+
+def simulator_twin(dispatcher, **helpers):
+    """The Python source of an ``@njit`` function that takes arrays, for simulated kernels.
+
+    The simulator hands kernels its own array objects, which compiled numba code cannot
+    take; scalar-only ``@njit`` functions (the gate math, ``exp``) are fine as they are.
+    The twin runs the function's own code with the array-taking ``@njit`` helpers it calls
+    replaced by ``helpers`` (their twins), so the math still exists once.
+    """
+    function = dispatcher.py_func
+    namespace = {**function.__globals__, **helpers}
+    return types.FunctionType(function.__code__, namespace, function.__name__,
+                              function.__defaults__, function.__closure__)
 
 
 def unavailable_reason() -> str | None:

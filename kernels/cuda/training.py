@@ -18,13 +18,14 @@ import numpy as np
 
 from ..config import SIMULATOR
 from ..math import training as math_
+from ..math.softmax import shifted_exp
 from .launch import Launch
-from .target import cuda
+from .target import cuda, simulator_twin
 
-# The simulator hands kernels its own array objects, which an @njit function cannot take
-# (scalar-only ones like adam_step are fine): there, run the same function's Python source.
-_cross_entropy_row = (math_.cross_entropy_row.py_func if SIMULATOR
-                      else math_.cross_entropy_row)
+# In the simulator, the Python source of the array-taking helper (target.simulator_twin).
+_cross_entropy_row = (
+    simulator_twin(math_.cross_entropy_row, shifted_exp=shifted_exp.py_func) if SIMULATOR
+    else math_.cross_entropy_row)
 
 
 # ----------------------------------------------------------------------------- kernels

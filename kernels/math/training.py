@@ -10,7 +10,7 @@ import math
 
 from numba import njit
 
-from .fastmath import exp
+from .softmax import shifted_exp
 
 
 @njit(inline="always")
@@ -71,15 +71,7 @@ def cross_entropy_row(z, label, grad, scale):
         for k in range(C):
             grad[k] = type(scale)(0)
         return type(scale)(-1)
-    largest = z[0]
-    for k in range(1, C):
-        if z[k] > largest:
-            largest = z[k]
-    total = type(largest)(0)
-    for k in range(C):
-        e = exp(z[k] - largest)
-        grad[k] = e
-        total += e
+    largest, total = shifted_exp(z, grad)
     for k in range(C):
         grad[k] = grad[k] / total * scale
     grad[label] -= scale

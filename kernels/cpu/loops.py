@@ -1,0 +1,87 @@
+"""Loops shared by the CPU LSTM passes (the BLAS path in ``lstm.py`` and the packed path in
+``packed_lstm.py``): each rule of the algorithm written once.
+
+All arrays C-contiguous, one float dtype; gate blocks (i, f, g, o) along the 4H axis.
+"""
+from numba import njit
+
+from ..config import JIT_OPTIONS
+from ..math import gates
+
+
+@njit(**JIT_OPTIONS)
+def gates_backward_units(t, lengths, gates_t, c_prev, c_t, dh_t, dh_n, dc_n, dc, dz_t, dh_rec_all,
+                          j0, j1):
+    """One BPTT step ``t`` of the gate backward for hidden units ``[j0, j1)``, all rows: the
+    padding and final-state rules of a padded batch, written once for both CPU paths.
+
+    lengths (B,) int64; gates_t (B, 4H) activated gates (i, f, g, o) of step t; c_prev, c_t,
+    dh_t (B, H): cell states and dLoss/dh_t from the outputs; dh_n, dc_n (B, H): gradients of
+    the final state; dc (B, H): in dLoss/dc_t (from step t+1), out dLoss/dc_{t-1}; dz_t
+    (B, 4H) out; dh_rec (B, >= H): in dLoss/dh_t from step t+1 (``dz_{t+1} @ W_h^T``).
+    Row b's final state was taken at step ``lengths[b] - 1``: that step takes dh_n, dc_n
+    (copied into dh_rec and dc) instead of the recurrent gradients; rows with
+    ``t >= lengths[b]`` are padding (dz_t and dc zero, nothing passed on). A function of its
+    own so that LLVM vectorizes the unit loop."""
+    H = c_t.shape[1]
+    for row in range(c_t.shape[0]):
+        dz_r = dz_t[row]
+        dz_i, dz_f, dz_g, dz_o = (dz_r[j0:j1], dz_r[H + j0:H + j1], dz_r[2 * H + j0:2 * H + j1],
+                                  dz_r[3 * H + j0:3 * H + j1])
+        d_c = dc[row, j0:j1]
+        length = lengths[row]
+        if t >= length:
+            for u in range(j1 - j0):
+                dz_i[u] = 0
+                dz_f[u] = 0
+                dz_g[u] = 0
+                dz_o[u] = 0
+                d_c[u] = 0
+            continue
+        dh_rec = dh_rec_all[row, j0:j1]
+        if t == length - 1:
+            # The final state's gradients enter at the row's last step. Copied into the
+            # buffers the loop below always reads: a loop reading one of two arrays (chosen
+            # at run time) fails LLVM's overlap check against its in-place output and
+            # runs scalar.
+            dh_final, dc_final = dh_n[row, j0:j1], dc_n[row, j0:j1]
+            for u in range(j1 - j0):
+                dh_rec[u] = dh_final[u]
+                d_c[u] = dc_final[u]
+        g_r = gates_t[row]
+        g_i, g_f, g_g, g_o = (g_r[j0:j1], g_r[H + j0:H + j1], g_r[2 * H + j0:2 * H + j1],
+                              g_r[3 * H + j0:3 * H + j1])
+        c_p, c_c, dh_o = c_prev[row, j0:j1], c_t[row, j0:j1], dh_t[row, j0:j1]
+        for u in range(j1 - j0):
+            d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward(
+                g_i[u], g_f[u], g_g[u], g_o[u], c_p[u], c_c[u], dh_o[u] + dh_rec[u], d_c[u])
+            dz_i[u] = d_i
+            dz_f[u] = d_f
+            dz_g[u] = d_g
+            dz_o[u] = d_o
+            d_c[u] = d_c_prev
+
+
+
+@njit(**JIT_OPTIONS)
+def column_sums(a, out):
+    """``out[k] = sum_r a[r, k]`` for a (rows, K) array: ``db`` from ``dz``."""
+    K = out.shape[0]
+    for k in range(K):
+        out[k] = 0
+    for r in range(a.shape[0]):
+        row = a[r]
+        for k in range(K):
+            out[k] += row[k]
+
+
+@njit(**JIT_OPTIONS)
+def transpose_into(src, dst):
+    """``dst[:] = src.T`` (2-D), in 32 x 32 blocks so reads and writes stay in cache lines."""
+    I, J = src.shape
+    for i0 in range(0, I, 32):
+        for j0 in range(0, J, 32):
+            for j in range(j0, min(j0 + 32, J)):
+                row = dst[j]
+                for i in range(i0, min(i0 + 32, I)):
+                    row[i] = src[i, j]
