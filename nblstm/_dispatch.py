@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from .kernels.array_kinds import array_kind, is_device_array  # noqa: F401  (re-exported)
+from .kernels.array_kinds import (FRAMEWORK_KINDS, array_kind,  # noqa: F401  (re-exported)
+                                  framework_device, is_device_array)
 
 BACKEND_NAMES = ("cpu", "cuda")
 
@@ -39,10 +40,23 @@ def array_dtype(value: Any) -> np.dtype:
     """The NumPy dtype of an accepted array. GPU arrays are read through their
     ``__cuda_array_interface__`` when they have one: a bare interface object has no
     ``.dtype``, and a torch CUDA tensor's ``.dtype`` is not a NumPy dtype."""
+    if array_kind(value) == "torch":  # torch.float32 is not a NumPy dtype
+        name = str(value.dtype).removeprefix("torch.")
+        try:
+            return np.dtype(name)
+        except TypeError:  # bfloat16 and other types NumPy has no name for: a dtype that
+            # the checks refuse (never float32/64) and that error messages name correctly
+            return np.dtype(np.void(value.element_size()).dtype,
+                            metadata={"name": str(value.dtype)})
     interface = getattr(value, "__cuda_array_interface__", None)
     if interface is not None and not isinstance(value, np.ndarray):
         return np.dtype(interface["typestr"])
     return np.dtype(value.dtype)
+
+
+def dtype_name(dtype: np.dtype) -> str:
+    """How error messages name a dtype (a framework's own name where NumPy has none)."""
+    return (dtype.metadata or {}).get("name", str(dtype))
 
 
 def with_array_attributes(value: Any) -> Any:
@@ -134,11 +148,47 @@ class Backend:
         return convert(array, self.array_kind)
 
 
+def _kind_name(kind: str) -> str:
+    return {"numpy": "a NumPy array", "cupy": "a CuPy array", "numba": "a numba device array",
+            "torch": "a torch tensor", "jax": "a JAX array"}.get(kind, kind)
+
+
+def _framework_view(array: Any) -> Any:
+    """A torch or JAX tensor as a zero-copy NumPy array (CPU) or numba device array (CUDA).
+    ``TypeError`` for a torch tensor that requires grad (nblstm's backward is explicit)."""
+    kind = array_kind(array)
+    if kind == "torch" and array.requires_grad:
+        raise TypeError("a torch tensor that requires grad cannot enter nblstm (its gradients "
+                        "come from LSTM.backward, not autograd): pass x.detach()")
+    if framework_device(array) == "cpu":
+        return np.from_dlpack(array)
+    return _numba_cuda().as_cuda_array(array)  # zero-copy through __cuda_array_interface__
+
+
+def _to_framework(array: Any, framework: str) -> Any:
+    """A NumPy, CuPy or numba array as a ``framework`` tensor, zero-copy where possible
+    (NumPy -> CPU tensor; device arrays -> CUDA tensor)."""
+    if framework == "torch":
+        import torch  # only reached with torch tensors as inputs
+        if isinstance(array, np.ndarray):
+            return torch.from_numpy(array if array.flags.writeable else array.copy())
+        return torch.as_tensor(array, device="cuda")  # __cuda_array_interface__, zero-copy
+    import jax.dlpack  # only reached with JAX arrays as inputs
+    if array_kind(array) == "numba":
+        array = convert(array, "cupy") if cupy_usable() else convert(array, "numpy")
+    return jax.dlpack.from_dlpack(array)
+
+
 def convert(array: Any, kind: str) -> Any:
-    """``array`` as an array of ``kind`` (the same object when it already is one)."""
+    """``array`` as an array of ``kind`` (the same object when it already is one). torch and
+    JAX tensors go through their zero-copy NumPy or numba view."""
     source = array_kind(array)
     if source == kind:
         return array
+    if source in FRAMEWORK_KINDS:
+        return convert(_framework_view(array), kind)
+    if kind in FRAMEWORK_KINDS:
+        return _to_framework(array, kind)
     if kind == "numpy":
         if source == "cupy":
             return _cupy().asnumpy(array)
@@ -168,13 +218,19 @@ def may_share_memory(a: Any, b: Any) -> bool:
         interface = getattr(array, "__cuda_array_interface__", None)
         if interface is None:
             return True  # cannot tell: assume they do
-        start = interface["data"][0]
-        size = int(np.prod(interface["shape"], dtype=np.int64)) * np.dtype(
-            interface["typestr"]).itemsize
-        ranges.append((start, start + size))  # strided views stay inside [start, start + span)
+        shape = tuple(interface["shape"])
+        if 0 in shape:
+            return False  # an empty array holds no memory
+        itemsize = np.dtype(interface["typestr"]).itemsize
+        strides = interface.get("strides") or tuple(
+            int(np.prod(shape[k + 1:], dtype=np.int64)) * itemsize for k in range(len(shape)))
+        low = high = interface["data"][0]
+        for n, stride in zip(shape, strides):  # the byte range the view can touch
+            reach = (n - 1) * stride
+            low, high = (low + reach, high) if reach < 0 else (low, high + reach)
+        ranges.append((low, high + itemsize))
     (a0, a1), (b0, b1) = ranges
-    span = max(a1 - a0, b1 - b0)  # a strided view can reach past its element count
-    return a0 < b0 + span and b0 < a0 + span
+    return a0 < b1 and b0 < a1
 
 
 def transposed(array: Any, axes: tuple | None = None) -> Any:
@@ -251,14 +307,22 @@ def select_backend(named_arrays: dict[str, Any], backend: str | None = None,
         if kind is None:
             raise _not_an_array(name, value)
         kinds[name] = kind
-    on_host = [name for name, kind in kinds.items() if kind == "numpy"]
-    on_gpu = [name for name, kind in kinds.items() if kind != "numpy"]
+    on_gpu = [name for name, value in named_arrays.items() if is_device_array(value)]
+    on_host = [name for name in kinds if name not in on_gpu]
     if on_host and on_gpu:
         raise TypeError(f"arguments live on different devices: {', '.join(on_host)} on the host "
                         f"(NumPy), {', '.join(on_gpu)} on the GPU; nblstm does not copy silently: "
                         f"{remedy}")
-    origin = "numpy" if on_host else ("cupy" if "cupy" in kinds.values() else "numba")
-    target = backend or ("cpu" if origin == "numpy" else "cuda")
+    frameworks = {kind for kind in kinds.values() if kind in FRAMEWORK_KINDS}
+    if frameworks and len(set(kinds.values())) > 1:
+        found = ", ".join(f"{name} is {_kind_name(kind)}" for name, kind in kinds.items())
+        raise TypeError(f"arguments mix array types: {found}; pass one kind of array (results "
+                        f"come back as the inputs' kind)")
+    if frameworks:
+        origin = frameworks.pop()
+    else:
+        origin = "numpy" if on_host else ("cupy" if "cupy" in kinds.values() else "numba")
+    target = backend or ("cuda" if on_gpu else "cpu")
     if target == "cpu":
         return CPU, origin
     why = f"{on_gpu[0]} is a GPU array" if on_gpu else "backend='cuda' was requested"
@@ -275,7 +339,7 @@ def check_on_backend(name: str, value: Any, backend: Backend, where: str, remedy
     kind = array_kind(value)
     if kind is None:
         raise _not_an_array(name, value)
-    on_gpu = kind != "numpy"
+    on_gpu = is_device_array(value)
     if on_gpu != (backend.name == "cuda"):
         here = "a GPU array" if on_gpu else "a NumPy (host) array"
         raise TypeError(f"{name} is {here} but {where}: {remedy}")

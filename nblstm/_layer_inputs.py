@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ._dispatch import array_kind, convert
+from ._dispatch import array_kind, convert, dtype_name
 from ._validate import FLOAT_DTYPES, describe_shape
 
 
@@ -21,9 +21,11 @@ def input_layout(model: Any) -> str:
     return "(B, T, X)" if model.batch_first else "(T, B, X)"
 
 
-def dtype_remedy(model: Any, name: str, dtype: np.dtype) -> str:
-    """What a user with ``dtype`` data can do (only advice that works)."""
-    convert_to = f"{name.split()[0]}.astype(np.{model.dtype.name})"
+def dtype_remedy(model: Any, name: str, dtype: np.dtype, kind: str | None = None) -> str:
+    """What a user with ``dtype`` data of array ``kind`` can do (only advice that works)."""
+    variable = name.split()[0]
+    convert_to = (f"{variable}.to(torch.{model.dtype.name})" if kind == "torch"
+                  else f"{variable}.astype(np.{model.dtype.name})")
     if dtype in FLOAT_DTYPES:
         return f"convert the input ({convert_to}) or build LSTM(..., dtype=np.{dtype.name})"
     if dtype.kind == "f" and dtype.newbyteorder("=") in FLOAT_DTYPES:
@@ -32,12 +34,13 @@ def dtype_remedy(model: Any, name: str, dtype: np.dtype) -> str:
     return f"nblstm computes in float32 or float64 only: convert it with {convert_to}"
 
 
-def check_dtype(model: Any, name: str, dtype: Any, remedy: str | None = None) -> None:
-    """``TypeError`` unless ``dtype`` is the model's."""
+def check_dtype(model: Any, name: str, dtype: Any, remedy: str | None = None,
+                kind: str | None = None) -> None:
+    """``TypeError`` unless ``dtype`` is the model's (``kind``: the array's kind, for the hint)."""
     dtype = np.dtype(dtype)
     if dtype != model.dtype:
-        raise TypeError(f"{name} has dtype {dtype}; this LSTM is {model.dtype.name}: "
-                        f"{remedy or dtype_remedy(model, name, dtype)}")
+        raise TypeError(f"{name} has dtype {dtype_name(dtype)}; this LSTM is "
+                        f"{model.dtype.name}: {remedy or dtype_remedy(model, name, dtype, kind)}")
 
 
 def check_input_shape(model: Any, name: str, shape: tuple,
@@ -80,6 +83,18 @@ def check_state_part(model: Any, name: str, shape: tuple, dtype: Any, expected: 
                          f"(num_layers * num_directions = {layers} and hidden_size = "
                          f"{model.hidden_size} from the LSTM{batch}), got "
                          f"{describe_shape(shape)}")
+
+
+def check_one_framework(named_arrays: dict[str, Any]) -> None:
+    """``TypeError`` when torch or JAX tensors are mixed with other kinds of arrays (results
+    come back as the input's kind, so that kind must be unambiguous)."""
+    kinds = {name: array_kind(value) for name, value in named_arrays.items()
+             if value is not None}
+    frameworks = {kind for kind in kinds.values() if kind in ("torch", "jax")}
+    if frameworks and len(set(kinds.values())) > 1:
+        found = ", ".join(f"{name} is {kind}" for name, kind in kinds.items())
+        raise TypeError(f"arguments mix array types ({found}): pass one kind of array "
+                        f"(results come back as the inputs' kind)")
 
 
 def host_lengths(lengths: Any, T: int, B: int, unbatched: bool = False) -> np.ndarray | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ._dispatch import array_dtype
+from ._dispatch import array_dtype, dtype_name
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -28,7 +28,7 @@ def common_float_dtype(named_arrays: dict[str, Any]) -> np.dtype:
     for name, array in named_arrays.items():
         dtype = array_dtype(array)
         if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{name} has dtype {dtype}; expected float32 or float64")
+            raise TypeError(f"{name} has dtype {dtype_name(dtype)}; expected float32 or float64")
         dtypes[name] = dtype
     if len(set(dtypes.values())) > 1:
         found = ", ".join(f"{name} is {dtype}" for name, dtype in dtypes.items())

@@ -210,7 +210,7 @@ class LSTM:
         kind = check_on_backend(name, value, backend,
                                 where=f"the LSTM's parameters are on {self.device!r}",
                                 remedy="move one of them (lstm.to('cuda'/'cpu'))")
-        inputs.check_dtype(self, name, array_dtype(value))
+        inputs.check_dtype(self, name, array_dtype(value), kind=kind)
         return kind
 
     def _check_pair(self, name: str, pair: Any, shape: tuple, backend: Backend,
@@ -254,6 +254,7 @@ class LSTM:
         state_shape = inputs.state_shape(self, B, unbatched)
         if state is not None:
             self._check_pair("state", state, state_shape, backend)
+            inputs.check_one_framework({"x": x, "state h": state[0], "state c": state[1]})
         host_lengths = inputs.host_lengths(lengths, T, B, unbatched)
         xp = backend.xp
         x = backend.adopt(x)

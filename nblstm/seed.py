@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import ops
-from ._dispatch import (Backend, array_kind, convert_results, dict_with_array_attributes,
-                        select_backend, transposed, with_array_attributes)
+from ._dispatch import (Backend, array_dtype, array_kind, convert_results,
+                        dict_with_array_attributes, select_backend, transposed,
+                        with_array_attributes)
 from ._validate import (SEED_PARAMETER_KEYS, check_ndim, check_nonempty,
                         check_seed_parameter_shapes, check_seed_parameters, check_shape,
                         common_float_dtype)
@@ -239,7 +240,7 @@ def lstm_cell_backward(da_next: Any, dc_next: Any, cache: tuple,
     dx, dh0, dc0, dW_x, dW_h, db = ops.sequence_backward(
         run, _time_major(run, xt), _state(run, a_prev), _state(run, c_prev),
         W_x, W_h, _time_major(run, a_next), _time_major(run, c_next), gates,
-        _time_major(run, call.arrays["da_next"]), xp.zeros((m, n_a), dtype=da_next.dtype),
+        _time_major(run, call.arrays["da_next"]), xp.zeros((m, n_a), dtype=array_dtype(da_next)),
         _state(run, call.arrays["dc_next"]))
     return call.results({"dxt": xp.ascontiguousarray(transposed(dx[0])),
                          "da_prev": xp.ascontiguousarray(transposed(dh0)),
@@ -300,7 +301,7 @@ def lstm_backward(da: Any, caches: tuple, backend: str | None = None) -> dict:
                                        for t, c in enumerate(checked)])
     xp = run.xp
     W_x, W_h, _ = ops.fuse_seed_weights(call.parameters, n_a, run)
-    zeros = xp.zeros((m, n_a), dtype=da.dtype)
+    zeros = xp.zeros((m, n_a), dtype=array_dtype(da))
     dx, dh0, _, dW_x, dW_h, db = ops.sequence_backward(
         run, sequence["x"][:T], sequence["h0"], sequence["c0"], W_x, W_h,
         sequence["h_all"][:T], sequence["c_all"][:T], sequence["gates_all"][:T],

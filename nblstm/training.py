@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from ._dispatch import Backend, convert, select_backend
+from ._dispatch import (Backend, array_dtype, array_kind, convert, is_device_array,
+                        select_backend)
 from ._validate import (check_ndim, check_nonempty, common_float_dtype, describe_shape,
                         key_mismatch)
 
@@ -47,6 +48,9 @@ CLIP_EPS = 1e-6
 def _is_c_contiguous(array: Any) -> bool:
     if hasattr(array, "is_c_contiguous"):  # numba device arrays
         return bool(array.is_c_contiguous())
+    if array_kind(array) in ("torch", "jax"):  # through their NumPy / numba view
+        return _is_c_contiguous(convert(array, "numpy" if not is_device_array(array)
+                                        else "numba"))
     return bool(array.flags.c_contiguous)
 
 
@@ -120,8 +124,9 @@ def softmax_cross_entropy(logits: Any, targets: Any) -> tuple[float, Any]:
     check_nonempty("logits", logits, "(N, C)")
     check_ndim("targets", targets, 1, "(N,)")
     dtype = common_float_dtype({"logits": logits})
-    if not np.issubdtype(np.dtype(targets.dtype), np.integer):
-        raise TypeError(f"targets must hold integer class indices, got dtype {targets.dtype}")
+    if not np.issubdtype(array_dtype(targets), np.integer):
+        raise TypeError(f"targets must hold integer class indices, got dtype "
+                        f"{array_dtype(targets)}")
     N, C = (int(n) for n in logits.shape)
     if int(targets.shape[0]) != N:
         raise ValueError(f"targets must have shape (N,) = ({N},) to match logits "
@@ -232,9 +237,9 @@ class _Optimizer:
         flat = {}
         for key, param in self.params.items():
             grad = grads[key]
-            if np.dtype(grad.dtype) != np.dtype(param.dtype):
-                raise TypeError(f"grads[{key!r}] has dtype {np.dtype(grad.dtype)}; expected "
-                                f"{np.dtype(param.dtype)}, the dtype of params[{key!r}]")
+            if array_dtype(grad) != array_dtype(param):
+                raise TypeError(f"grads[{key!r}] has dtype {array_dtype(grad)}; expected "
+                                f"{array_dtype(param)}, the dtype of params[{key!r}]")
             if tuple(grad.shape) != tuple(param.shape):
                 raise ValueError(f"grads[{key!r}] must have the shape of params[{key!r}], "
                                  f"{describe_shape(param.shape)}, got {describe_shape(grad.shape)}")
