@@ -16,6 +16,9 @@ Why each step:
   ``0o666 & ~umask`` as ``open()`` would, or keeps the mode of the file it replaces.
 - ``fsync`` before the rename: after a crash the name holds either the old file or the
   complete new one, never a truncated one.
+- A symlink at ``path`` is replaced by the new file and its target is left untouched:
+  following it could overwrite a file the caller never named (in a shared folder, anyone
+  can plant a link).
 """
 from __future__ import annotations
 
@@ -48,7 +51,7 @@ def _umask() -> int:
 def _final_mode(path: str) -> int:
     """The permissions ``open(path, "w")`` would leave ``path`` with."""
     try:
-        existing = os.stat(path)
+        existing = os.lstat(path)  # a symlink is replaced, not followed: umask then
         if stat.S_ISREG(existing.st_mode):
             return stat.S_IMODE(existing.st_mode)
     except OSError:

@@ -283,6 +283,17 @@ def test_save_never_follows_a_planted_symlink(tmp_path, model_file):
     assert leftovers == []
 
 
+def test_saving_over_a_symlink_replaces_the_link_not_its_target(tmp_path, model_file):
+    model, _ = model_file
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    link = tmp_path / "model_link.npz"
+    os.symlink(victim, link)
+    model.save(link)
+    assert victim.read_text() == "precious" and not link.is_symlink()
+    assert LSTM.load(link).config() == model.config()
+
+
 def test_saved_files_get_the_permissions_of_a_plain_open(tmp_path, model_file):
     model, _ = model_file
     old = os.umask(0o027)
