@@ -157,12 +157,29 @@ def _framework_view(array: Any) -> Any:
     """A torch or JAX tensor as a zero-copy NumPy array (CPU) or numba device array (CUDA).
     ``TypeError`` for a torch tensor that requires grad (nblstm's backward is explicit)."""
     kind = array_kind(array)
-    if kind == "torch" and array.requires_grad:
-        raise TypeError("a torch tensor that requires grad cannot enter nblstm (its gradients "
-                        "come from LSTM.backward, not autograd): pass x.detach()")
-    if framework_device(array) == "cpu":
-        return np.from_dlpack(array)
-    return _numba_cuda().as_cuda_array(array)  # zero-copy through __cuda_array_interface__
+    if kind == "torch":
+        if array.requires_grad:
+            raise TypeError("a torch tensor that requires grad cannot enter nblstm (its "
+                            "gradients come from LSTM.backward, not autograd): pass x.detach()")
+        if array.is_neg() or array.is_conj():  # lazy views that DLPack would export wrongly
+            raise TypeError("a torch tensor with a pending negation or conjugation (a lazy "
+                            "view, e.g. of z.conj().imag): pass x.resolve_neg().resolve_conj()")
+        if array.layout is not _torch_strided():
+            raise TypeError(f"a torch tensor of layout {array.layout}: nblstm takes dense "
+                            f"(strided) tensors; pass x.to_dense()")
+    try:
+        if framework_device(array) == "cpu":
+            return np.from_dlpack(array)
+        return _numba_cuda().as_cuda_array(array)  # zero-copy through __cuda_array_interface__
+    except (RuntimeError, BufferError, ValueError) as error:  # e.g. dtypes DLPack cannot carry
+        raise TypeError(f"a {kind} array of dtype {array.dtype} cannot be viewed as a NumPy or "
+                        f"CUDA array ({error}): nblstm takes float32/float64 data (and "
+                        f"integer lengths or labels)") from error
+
+
+def _torch_strided():
+    import torch  # only reached with a torch tensor in hand
+    return torch.strided
 
 
 def _to_framework(array: Any, framework: str) -> Any:

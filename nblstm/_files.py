@@ -18,10 +18,12 @@ Why each step:
   complete new one, never a truncated one.
 - A symlink at ``path`` is replaced by the new file and its target is left untouched:
   following it could overwrite a file the caller never named (in a shared folder, anyone
-  can plant a link).
+  can plant a link). Likewise a hard link to the old file keeps the old contents. A
+  read-only file at ``path`` is refused (``PermissionError``), as ``open()`` would.
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -62,10 +64,16 @@ def _final_mode(path: str) -> int:
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary file name to write ``path``'s new contents to (module docstring)."""
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))
+    if os.path.isfile(path) and not os.path.islink(path) and not os.access(path, os.W_OK):
+        # open(path, "w") would refuse; the rename would not (it needs the folder only)
+        raise PermissionError(errno.EACCES, "Permission denied (the file is read-only)", path)
     directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        descriptor, temporary = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    except OSError as error:  # name the file the caller asked for, not the temporary
+        raise type(error)(error.errno, f"cannot write {path}: {error.strerror}") from error
     os.close(descriptor)
     try:
         yield temporary

@@ -39,6 +39,11 @@ MAX_HEADER_BYTES = 1 << 16
 MAX_JSON_DEPTH = 4
 MAX_SIZE = 1 << 20  # input_size, hidden_size
 MAX_LAYERS = 1 << 10
+#: A parameter member of more than ``RATIO_FLOOR_BYTES`` may inflate at most this much:
+#: ``save`` stores members (ratio 1) and ``savez_compressed`` float weights reach ~1.1, so a
+#: higher ratio is a decompression bomb, not a model.
+MAX_COMPRESSION_RATIO = 50
+RATIO_FLOOR_BYTES = 1 << 20
 
 #: The configuration's keys and their checks: JSON type (bool is not an int here).
 CONFIG_SCHEMA: dict[str, Callable[[Any], bool]] = {
@@ -131,8 +136,14 @@ def _read_header(path: str, archive: zipfile.ZipFile) -> dict:
     if _json_depth(text) > MAX_JSON_DEPTH:
         raise ValueError(f"{path} has a bad nblstm header: JSON nested more than "
                          f"{MAX_JSON_DEPTH} levels")
+    def no_duplicate_keys(pairs: list) -> dict:
+        keys = [key for key, _ in pairs]
+        if len(keys) != len(set(keys)):
+            raise ValueError(f"duplicate keys {sorted({k for k in keys if keys.count(k) > 1})}")
+        return dict(pairs)
+
     try:
-        header = json.loads(text)
+        header = json.loads(text, object_pairs_hook=no_duplicate_keys)
     except ValueError as error:
         raise ValueError(f"{path} has a bad nblstm header: not JSON ({error})") from error
     return header
@@ -175,6 +186,11 @@ def read(path: str, parameter_shapes: Callable[[dict], dict[str, tuple]]
                          f"{_what_it_is(path)} ({error})") from error
     with archive:
         try:
+            members = archive.namelist()
+            if len(members) != len(set(members)):
+                twice = sorted({m for m in members if members.count(m) > 1})
+                raise ValueError(f"{path} has duplicate members {twice}: a zip reader could "
+                                 f"take either, so the file means two different models")
             config = _checked_config(path, _read_header(path, archive))
             expected = parameter_shapes(config)
             dtype = np.dtype(config["dtype"])
@@ -192,10 +208,16 @@ def read(path: str, parameter_shapes: Callable[[dict], dict[str, tuple]]
                                      f"{describe_shape(found_shape)}, expected {dtype.name} "
                                      f"{describe_shape(shape)}")
                 declared = header_bytes + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-                if archive.getinfo(member).file_size != declared:
-                    raise ValueError(f"{path}: parameter {name} holds "
-                                     f"{archive.getinfo(member).file_size} bytes, its header "
-                                     f"declares {declared}")
+                info = archive.getinfo(member)
+                if info.file_size != declared:
+                    raise ValueError(f"{path}: parameter {name} holds {info.file_size} bytes, "
+                                     f"its header declares {declared}")
+                if (info.file_size > RATIO_FLOOR_BYTES
+                        and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1)):
+                    raise ValueError(f"{path}: parameter {name} inflates {info.compress_size} "
+                                     f"bytes to {info.file_size} (more than "
+                                     f"{MAX_COMPRESSION_RATIO}x): a decompression bomb, not "
+                                     f"a saved model")
             arrays = {}
             for name in expected:
                 with archive.open(name + ".npy") as stream:

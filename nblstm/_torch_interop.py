@@ -27,6 +27,9 @@ def read_module(module: Any) -> tuple[dict, dict[str, np.ndarray], bool]:
         raise ValueError("LSTMs with proj_size > 0 are not supported")
     weights = {name: value.detach() for name, value in module.named_parameters()}
     first = next(iter(weights.values()))
+    if first.device.type not in ("cpu", "cuda"):
+        raise TypeError(f"module's parameters are on device {first.device.type!r}: nblstm "
+                        f"copies weights from the CPU or a CUDA GPU (module.to('cpu'))")
     dtype = {torch.float32: "float32", torch.float64: "float64"}.get(first.dtype)
     if dtype is None:
         raise TypeError(f"module's parameters are {first.dtype}; nblstm supports float32 "

@@ -204,6 +204,9 @@ def demo(args: argparse.Namespace) -> int:
               f"{'is' if len(missing) == 1 else 'are'} not installed. Install the examples "
               f"extra:\n    {demos.EXTRAS_HINT}", file=sys.stderr)
         return 2
+    if args.seed < 0:
+        print(f"--seed must be a non-negative integer, got {args.seed}", file=sys.stderr)
+        return 2
     options = {"seed": args.seed, "plot_path": args.plot or f"{args.demo}_loss.png",
                "progress": not args.no_progress}
     if _refuse_output("--plot", options["plot_path"]):

@@ -481,7 +481,7 @@ class LSTM:
         beside ``path`` (created exclusively: no planted file or link is followed), flushed
         to disk, then renamed; a crash leaves ``path`` as it was, and concurrent saves to one
         path each complete (the last rename wins). Loads with ``allow_pickle=False``."""
-        path = os.fspath(path)
+        path = os.fsdecode(os.fspath(path))
         if not path.endswith(".npz"):
             path += ".npz"
         arrays = {name: convert(value, "numpy") for name, value in self._parameters.items()}
@@ -496,7 +496,7 @@ class LSTM:
         parameter is decompressed or allocated (``nblstm._model_file``). A damaged file, a
         file of something else, or parameters that do not match the configuration raise
         ``ValueError`` naming the file and the problem; a missing file ``FileNotFoundError``."""
-        path = os.fspath(path)
+        path = os.fsdecode(os.fspath(path))
         config, arrays = _model_file.read(path, cls._shapes_of_config)
         lstm = cls.__new__(cls)
         lstm._configure(**config)

@@ -81,7 +81,15 @@ def _check_array_dict(name: str, arrays: Any) -> dict:
 
 
 def _check_writable(name: str, array: Any, why: str) -> None:
-    """NumPy arrays can be read-only (``flags.writeable``); GPU arrays cannot."""
+    """NumPy arrays can be read-only (``flags.writeable``), JAX arrays always are, torch
+    inference tensors refuse in-place updates; CuPy and numba arrays are always writable."""
+    kind = array_kind(array)
+    if kind == "jax":
+        raise TypeError(f"{name} is a JAX array, which is immutable, but is {why}: pass a "
+                        f"NumPy, CuPy or torch array")
+    if kind == "torch" and array.is_inference():
+        raise ValueError(f"{name} is a torch inference tensor, which cannot be {why}: make it "
+                         f"outside torch.inference_mode() or pass x.clone()")
     flags = getattr(array, "flags", None) if isinstance(array, np.ndarray) else None
     if flags is not None and not flags.writeable:
         raise ValueError(f"{name} is read-only (flags.writeable is False) but is {why}: "
@@ -99,8 +107,10 @@ def _gathered_by_kernel(dtype: np.dtype) -> bool:
 
 def _check_contiguous(name: str, array: Any, why: str) -> None:
     if not _is_c_contiguous(array):
+        strides = (array.stride() if array_kind(array) == "torch"  # in elements, as torch says
+                   else tuple(array.strides))
         raise ValueError(f"{name} must be C-contiguous ({why}), got an array with strides "
-                         f"{tuple(array.strides)} for shape {describe_shape(array.shape)}")
+                         f"{tuple(strides)} for shape {describe_shape(array.shape)}")
 
 
 # ------------------------------------------------------------------------ cross-entropy

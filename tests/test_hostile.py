@@ -72,6 +72,28 @@ def test_a_read_only_parameter_is_refused_before_anything_changes(optimizer):
         optimizer(params)  # refused at construction too
 
 
+def test_tensors_the_training_helpers_cannot_update_in_place_are_refused():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match=r"params\['w'\] must be C-contiguous"):
+        Adam({"w": torch.ones(3, 4).t()})
+    with pytest.raises(ValueError, match=r"grads\['w'\] must be C-contiguous"):
+        clip_grad_norm({"w": torch.full((3, 4), 10.0).t()}, 1.0)
+    with torch.inference_mode():
+        frozen = torch.ones(3)
+    with pytest.raises(ValueError, match="inference tensor"):
+        SGD({"w": frozen}, lr=0.1)
+
+
+def test_lazy_negated_torch_views_are_refused_not_misread():
+    torch = pytest.importorskip("torch")
+    view = torch.randn(5, 2, 3, dtype=torch.complex64).conj().imag
+    assert view.is_neg()
+    with pytest.raises(TypeError, match="resolve_neg"):
+        LSTM(3, 4, seed=0)(view)
+    out, _ = LSTM(3, 4, seed=0)(view.resolve_neg())
+    assert isinstance(out, torch.Tensor)
+
+
 def test_read_only_gradients_are_only_read():
     params = {"a": np.ones(3)}
     grads = {"a": np.full(3, 0.5)}
@@ -204,6 +226,42 @@ def test_a_member_larger_than_its_header_declares_is_refused(tmp_path, model_fil
             archive.writestr(name, data)
     with pytest.raises(ValueError, match="bias_hh_l1"):
         LSTM.load(path)
+
+
+def test_a_bomb_inside_a_declared_parameter_is_refused(tmp_path):
+    """Names, shapes and sizes all agree with the header, but the members are compressed
+    zeros (ratio ~1000): a decompression bomb, refused before inflating it."""
+    model = LSTM(3, 600, seed=0)
+    arrays = {name: np.zeros(value.shape, value.dtype)
+              for name, value in model.parameters().items()}
+    path = _write_npz(tmp_path / "zeros.npz", _header(model.config()), arrays,
+                      compression=zipfile.ZIP_DEFLATED)
+    with pytest.raises(ValueError, match="decompression bomb"):
+        LSTM.load(path)
+    model.save(tmp_path / "plain.npz")  # a real model, stored or compressed, still loads
+    LSTM.load(tmp_path / "plain.npz")
+    compressed = tmp_path / "compressed.npz"
+    np.savez_compressed(compressed, **{"__nblstm__": np.array(_header(model.config()))},
+                        **_model_arrays(model))
+    LSTM.load(compressed)
+
+
+def test_duplicate_members_and_header_keys_are_refused(tmp_path, model_file):
+    model, good = model_file
+    with zipfile.ZipFile(good) as archive:
+        members = [(name, archive.read(name)) for name in archive.namelist()]
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.full((16, 3), 7.0, np.float32))
+    path = tmp_path / "twice.npz"
+    with zipfile.ZipFile(path, "w") as archive, pytest.warns(UserWarning, match="Duplicate"):
+        for name, data in members + [("weight_ih_l0.npy", buffer.getvalue())]:
+            archive.writestr(name, data)
+    with pytest.raises(ValueError, match="duplicate members"):
+        LSTM.load(path)
+    header = '{"format": "nblstm.LSTM", "format": "x", "version": 1, "config": %s}' % (
+        json.dumps(model.config()))
+    with pytest.raises(ValueError, match="duplicate keys"):
+        LSTM.load(_write_npz(tmp_path / "keys.npz", header, _model_arrays(model)))
 
 
 def test_a_non_npz_file_says_what_it_is(tmp_path):
