@@ -55,10 +55,9 @@ SIMULATOR: bool = bool(_numba_config.ENABLE_CUDASIM)
 CUDA_BLOCK_2D: tuple = (8, 4) if SIMULATOR else (32, 8)
 #: Side of the shared-memory tiles of the numba GEMM (used without CuPy/cuBLAS).
 CUDA_GEMM_TILE: int = 4 if SIMULATOR else 16
-#: Threads per block of 1-D kernels (bias, softmax rows, column sums).
+#: Threads per block of 1-D kernels (bias, softmax rows, column sums, copies and fills).
 CUDA_THREADS_1D: int = 32 if SIMULATOR else 128
-#: Threads per block of the copy and fill kernels of the device-array helper.
-CUDA_COPY_THREADS_1D: int = 32 if SIMULATOR else 128
+#: Threads per block of the 2-D and 3-D copy kernels of the device-array helper.
 CUDA_COPY_BLOCK_2D: tuple = (8, 4) if SIMULATOR else (16, 8)
 #: Grid-stride loops of the training kernels: threads per block and the grid's cap.
 CUDA_TRAINING_THREADS: int = 32 if SIMULATOR else 256

@@ -330,11 +330,7 @@ def select_backend(named_arrays: dict[str, Any], backend: str | None = None,
         raise TypeError(f"arguments live on different devices: {', '.join(on_host)} on the host "
                         f"(NumPy), {', '.join(on_gpu)} on the GPU; nblstm does not copy silently: "
                         f"{remedy}")
-    frameworks = {kind for kind in kinds.values() if kind in FRAMEWORK_KINDS}
-    if frameworks and len(set(kinds.values())) > 1:
-        found = ", ".join(f"{name} is {_kind_name(kind)}" for name, kind in kinds.items())
-        raise TypeError(f"arguments mix array types: {found}; pass one kind of array (results "
-                        f"come back as the inputs' kind)")
+    frameworks = check_one_framework(named_arrays)
     if frameworks:
         origin = frameworks.pop()
     else:
@@ -347,6 +343,20 @@ def select_backend(named_arrays: dict[str, Any], backend: str | None = None,
     if origin == "cupy":  # CuPy arrays in hand: compute on CuPy whatever cupy_usable says
         chosen = Backend("cuda", "cupy")
     return chosen, origin
+
+
+def check_one_framework(named_arrays: dict[str, Any]) -> set:
+    """The tensor frameworks (torch, JAX) among these arrays (``None`` values skipped);
+    ``TypeError`` naming each argument's kind when such tensors are mixed with arrays of any
+    other kind: results come back as the inputs' kind, so it must be unambiguous."""
+    kinds = {name: array_kind(value) for name, value in named_arrays.items()
+             if value is not None}
+    frameworks = {kind for kind in kinds.values() if kind in FRAMEWORK_KINDS}
+    if frameworks and len(set(kinds.values())) > 1:
+        found = ", ".join(f"{name} is {_kind_name(kind)}" for name, kind in kinds.items())
+        raise TypeError(f"arguments mix array types: {found}; pass one kind of array (results "
+                        f"come back as the inputs' kind)")
+    return frameworks
 
 
 def check_on_backend(name: str, value: Any, backend: Backend, where: str, remedy: str) -> str:

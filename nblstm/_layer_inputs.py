@@ -85,18 +85,6 @@ def check_state_part(model: Any, name: str, shape: tuple, dtype: Any, expected: 
                          f"{describe_shape(shape)}")
 
 
-def check_one_framework(named_arrays: dict[str, Any]) -> None:
-    """``TypeError`` when torch or JAX tensors are mixed with other kinds of arrays (results
-    come back as the input's kind, so that kind must be unambiguous)."""
-    kinds = {name: array_kind(value) for name, value in named_arrays.items()
-             if value is not None}
-    frameworks = {kind for kind in kinds.values() if kind in ("torch", "jax")}
-    if frameworks and len(set(kinds.values())) > 1:
-        found = ", ".join(f"{name} is {kind}" for name, kind in kinds.items())
-        raise TypeError(f"arguments mix array types ({found}): pass one kind of array "
-                        f"(results come back as the inputs' kind)")
-
-
 def host_lengths(lengths: Any, T: int, B: int, unbatched: bool = False) -> np.ndarray | None:
     """``lengths`` as int64 NumPy, checked (``B`` of them, integers in ``1..T``); None when
     ``lengths`` is None or every sequence is full. GPU arrays and torch CPU tensors are read
@@ -108,7 +96,7 @@ def host_lengths(lengths: Any, T: int, B: int, unbatched: bool = False) -> np.nd
     if array_kind(lengths) not in (None, "numpy"):
         lengths = convert(lengths, "numpy")
     elif hasattr(lengths, "numpy") and not isinstance(lengths, np.ndarray):
-        lengths = lengths.numpy()  # a torch CPU tensor, as torch's packing takes
+        lengths = lengths.numpy()  # another framework's tensor (torch's are converted above)
     host = np.asarray(lengths)
     if host.shape != (B,):
         raise ValueError(f"lengths must have shape ({B},) (one length per sequence), got "

@@ -31,8 +31,8 @@ import numpy as np
 
 from . import _layer_inputs as inputs, _model_file, _torch_interop, ops
 from ._dispatch import (Backend, array_dtype, array_kind, backend_named, check_on_backend,
-                        convert, convert_results, may_share_memory, select_backend,
-                        transposed, with_array_attributes)
+                        check_one_framework, convert, convert_results, may_share_memory,
+                        select_backend, transposed, with_array_attributes)
 from ._validate import FLOAT_DTYPES, describe_shape, key_mismatch
 
 #: Marks an ``LSTM.save`` file; the version changes if the file layout ever does.
@@ -254,7 +254,7 @@ class LSTM:
         state_shape = inputs.state_shape(self, B, unbatched)
         if state is not None:
             self._check_pair("state", state, state_shape, backend)
-            inputs.check_one_framework({"x": x, "state h": state[0], "state c": state[1]})
+            check_one_framework({"x": x, "state h": state[0], "state c": state[1]})
         host_lengths = inputs.host_lengths(lengths, T, B, unbatched)
         xp = backend.xp
         x = backend.adopt(x)
@@ -325,9 +325,9 @@ class LSTM:
                 cache.directions.append(saved)
 
         out = self._output_layout(backend, layer_input, unbatched)
-        if train and D == 1 and (unbatched or not self.batch_first or T == 1 or B == 1):
-            # ``out`` is then a view of the last layer's h_all, which the cache holds: the
-            # caller may write into ``out`` without changing the gradients
+        if train and D == 1 and may_share_memory(out, layer_input):
+            # ``out`` is a view of the last layer's h_all, which the cache holds: the caller
+            # may write into ``out`` without changing the gradients
             out = ops.contiguous_copy(backend, out)
         h_n = xp.stack(h_n).reshape(state_shape)
         c_n = xp.stack(c_n).reshape(state_shape)

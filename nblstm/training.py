@@ -105,6 +105,15 @@ def _gathered_by_kernel(dtype: np.dtype) -> bool:
     return dtype.isnative and dtype.char in _KERNEL_GATHER_CHARS
 
 
+def _check_in_place(named: dict[str, Any], how: str) -> None:
+    """Arrays a helper will ``how`` (update / scale) in place through flat views: float, one
+    dtype each, C-contiguous and writable; every check before anything changes."""
+    for name, value in named.items():
+        common_float_dtype({name: value})
+        _check_contiguous(name, value, f"{how} in place through a flat view")
+        _check_writable(name, value, f"{how} in place")
+
+
 def _check_contiguous(name: str, array: Any, why: str) -> None:
     if not _is_c_contiguous(array):
         strides = (array.stride() if array_kind(array) == "torch"  # in elements, as torch says
@@ -199,7 +208,6 @@ def mse_loss(prediction: np.ndarray, target: np.ndarray) -> tuple[float, np.ndar
     return loss, (2.0 / error.size) * error
 
 
-
 # ---------------------------------------------------------------------------- optimizers
 
 class _Optimizer:
@@ -215,10 +223,7 @@ class _Optimizer:
         params = _check_array_dict("params", params)
         named = {f"params[{key!r}]": value for key, value in params.items()}
         self._backend, _ = select_backend(named)
-        for name, value in named.items():
-            common_float_dtype({name: value})
-            _check_contiguous(name, value, "updated in place through a flat view")
-            _check_writable(name, value, "updated in place")
+        _check_in_place(named, "updated")
         self.params = params
         self._flat = {key: _flat_view(self._backend.adopt(value)) for key, value in params.items()}
         self.step_count = 0
@@ -365,10 +370,7 @@ def clip_grad_norm(grads: Mapping[str, Any], max_norm: float) -> float:
     max_norm = _check_real("max_norm", max_norm)
     named = {f"grads[{key!r}]": value for key, value in grads.items()}
     backend, _ = select_backend(named)
-    for name, value in named.items():
-        common_float_dtype({name: value})
-        _check_contiguous(name, value, "scaled in place through a flat view")
-        _check_writable(name, value, "scaled in place")
+    _check_in_place(named, "scaled")
     flat = [_flat_view(backend.adopt(value)) for value in grads.values()]
     flat = [array for array in flat if array.shape[0]]
     total = math.sqrt(sum(backend.kernels.sum_of_squares(array) for array in flat))

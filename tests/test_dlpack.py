@@ -78,7 +78,7 @@ def test_mixed_kinds_and_foreign_dtypes_are_type_errors():
     model = nblstm.LSTM(4, 3, dtype=np.float64)
     x, state, _ = _layer_problem()
     state = (np.zeros((1, 3, 3)), np.zeros((1, 3, 3)))
-    with pytest.raises(TypeError, match="x is torch, state h is numpy"):
+    with pytest.raises(TypeError, match="x is a torch tensor, state h is a NumPy array"):
         model(torch.from_numpy(x), state)
     problem = sequence_problem(3, 4, 5, 6, 2)
     with pytest.raises(TypeError, match="x is a torch tensor, a0 is a NumPy array"):

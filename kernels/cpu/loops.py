@@ -62,7 +62,6 @@ def gates_backward_units(t, lengths, gates_t, c_prev, c_t, dh_t, dh_n, dc_n, dc,
             d_c[u] = d_c_prev
 
 
-
 @njit(**JIT_OPTIONS)
 def column_sums(a, out):
     """``out[k] = sum_r a[r, k]`` for a (rows, K) array: ``db`` from ``dz``."""

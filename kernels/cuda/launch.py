@@ -25,8 +25,8 @@ import numpy as np
 from numba import float32, float64
 
 from ..array_kinds import array_kind
-from ..config import (CUDA_BLOCK_2D, CUDA_COPY_BLOCK_2D, CUDA_COPY_THREADS_1D, CUDA_GEMM_TILE,
-                      CUDA_THREADS_1D, CUDA_TRAINING_MAX_BLOCKS, CUDA_TRAINING_THREADS)
+from ..config import (CUDA_BLOCK_2D, CUDA_COPY_BLOCK_2D, CUDA_GEMM_TILE, CUDA_THREADS_1D,
+                      CUDA_TRAINING_MAX_BLOCKS, CUDA_TRAINING_THREADS)
 from .target import cuda
 
 # ----------------------------------------------------------------- copy and fill kernels
@@ -69,7 +69,7 @@ def copy(src, dst, stream=0) -> None:
         raise ValueError(f"copy: shapes differ, {src.shape} vs {dst.shape}")
     if dst.size == 0:
         return
-    threads, block = CUDA_COPY_THREADS_1D, CUDA_COPY_BLOCK_2D
+    threads, block = CUDA_THREADS_1D, CUDA_COPY_BLOCK_2D
     if dst.ndim == 1:
         _copy_1d_kernel[math.ceil(dst.shape[0] / threads), threads, stream](src, dst)
     elif dst.ndim == 2:
@@ -88,7 +88,7 @@ def fill(array, value, stream=0) -> None:
     if array.size == 0:
         return
     flat = array.reshape(array.size)
-    threads = CUDA_COPY_THREADS_1D
+    threads = CUDA_THREADS_1D
     _fill_kernel[math.ceil(array.size / threads), threads, stream](flat, flat.dtype.type(value))
 
 
