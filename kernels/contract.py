@@ -9,12 +9,15 @@ CPU functions (``kernels/cpu/lstm.py``, ``kernels/cpu/training.py``); the CUDA d
 refer to them.
 """
 
-#: LSTM kernels (``cpu/lstm.py``, ``cuda/lstm.py``).
+#: LSTM kernels (``cpu/lstm.py`` and ``cpu/projected_lstm.py``, ``cuda/lstm.py``).
 LSTM_FUNCTIONS = (
     "lstm_gates_forward",
     "lstm_gates_backward",
     "lstm_sequence_forward",
     "lstm_sequence_backward",
+    "lstm_projected_sequence_forward",
+    "lstm_projected_sequence_backward",
+    "dropout",
     "copy_time_steps",
     "gather_steps",
     "add_arrays",

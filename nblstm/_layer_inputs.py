@@ -67,10 +67,12 @@ def check_input_shape(model: Any, name: str, shape: tuple,
     return unbatched, T, B
 
 
-def state_shape(model: Any, B: int, unbatched: bool = False) -> tuple:
-    """``(num_layers * D, B, H)``, or ``(num_layers * D, H)`` for an unbatched input."""
+def state_shapes(model: Any, B: int, unbatched: bool = False) -> tuple[tuple, tuple]:
+    """``(h shape, c shape)``: ``(num_layers * D, B, P)`` and ``(num_layers * D, B, H)``, with
+    ``P = proj_size`` or ``H`` (without B for an unbatched input)."""
     rows = model.num_layers * model.num_directions
-    return (rows, model.hidden_size) if unbatched else (rows, B, model.hidden_size)
+    batch = () if unbatched else (B,)
+    return (rows, *batch, model.real_hidden_size), (rows, *batch, model.hidden_size)
 
 
 def check_state_part(model: Any, name: str, shape: tuple, dtype: Any, expected: tuple) -> None:
@@ -79,10 +81,11 @@ def check_state_part(model: Any, name: str, shape: tuple, dtype: Any, expected: 
     if tuple(shape) != tuple(expected):
         layers = model.num_layers * model.num_directions
         batch = "" if len(expected) == 2 else f", B = {expected[1]} from x"
+        features = (f"proj_size = {model.proj_size}" if expected[-1] != model.hidden_size
+                    else f"hidden_size = {model.hidden_size}")
         raise ValueError(f"{name} must have shape {describe_shape(expected)} "
-                         f"(num_layers * num_directions = {layers} and hidden_size = "
-                         f"{model.hidden_size} from the LSTM{batch}), got "
-                         f"{describe_shape(shape)}")
+                         f"(num_layers * num_directions = {layers} and {features} "
+                         f"from the LSTM{batch}), got {describe_shape(shape)}")
 
 
 def host_lengths(lengths: Any, T: int, B: int, unbatched: bool = False) -> np.ndarray | None:

@@ -5,7 +5,11 @@ Layout: one ``.npy`` member per parameter (torch's names, e.g. ``weight_ih_l0.np
 
     {"format": "nblstm.LSTM", "version": 1,
      "config": {"input_size": 8, "hidden_size": 32, "num_layers": 1, "bias": true,
-                "batch_first": false, "bidirectional": false, "dtype": "float32"}}
+                "batch_first": false, "bidirectional": false, "dtype": "float32",
+                "dropout": 0.0, "proj_size": 0}}
+
+``dropout`` and ``proj_size`` are optional (files written before they existed lack them and
+mean 0). The dropout generator's state is not saved: a loaded model draws fresh masks.
 
 Reading checks, in this order, before any parameter is decompressed or allocated:
 1. the file is a zip archive (else: what it is instead, e.g. a ``.npy`` array);
@@ -54,12 +58,17 @@ CONFIG_SCHEMA: dict[str, Callable[[Any], bool]] = {
     "batch_first": lambda v: type(v) is bool,
     "bidirectional": lambda v: type(v) is bool,
     "dtype": lambda v: v in ("float32", "float64"),
+    "dropout": lambda v: type(v) in (int, float) and 0 <= v <= 1,
+    "proj_size": lambda v: type(v) is int and 0 <= v <= MAX_SIZE,
 }
 CONFIG_EXPECTED = {"input_size": f"an integer in 1..{MAX_SIZE}",
                    "hidden_size": f"an integer in 1..{MAX_SIZE}",
                    "num_layers": f"an integer in 1..{MAX_LAYERS}",
                    "bias": "true or false", "batch_first": "true or false",
-                   "bidirectional": "true or false", "dtype": '"float32" or "float64"'}
+                   "bidirectional": "true or false", "dtype": '"float32" or "float64"',
+                   "dropout": "a number in [0, 1]", "proj_size": f"an integer in 0..{MAX_SIZE}"}
+#: Keys files written before they existed lack, and the value such a file means.
+OPTIONAL_CONFIG = {"dropout": 0.0, "proj_size": 0}
 
 
 def write(path: str, config: dict, arrays: dict[str, np.ndarray]) -> None:
@@ -159,14 +168,21 @@ def _checked_config(path: str, header: Any) -> dict:
     if type(header["version"]) is not int or header["version"] != VERSION:
         raise ValueError(f"{bad}: version {header['version']!r}, this nblstm reads {VERSION}")
     config = header["config"]
-    if not isinstance(config, dict) or set(config) != set(CONFIG_SCHEMA):
+    required = set(CONFIG_SCHEMA) - set(OPTIONAL_CONFIG)
+    if (not isinstance(config, dict) or not required <= set(config)
+            or not set(config) <= set(CONFIG_SCHEMA)):
         found = sorted(config) if isinstance(config, dict) else type(config).__name__
-        raise ValueError(f"{bad}: config must have exactly the keys "
-                         f"{', '.join(CONFIG_SCHEMA)}; got {found}")
+        raise ValueError(f"{bad}: config must have the keys "
+                         f"{', '.join(k for k in CONFIG_SCHEMA if k in required)} (and "
+                         f"optionally {', '.join(OPTIONAL_CONFIG)}); got {found}")
+    config = {**OPTIONAL_CONFIG, **config}
     for key, valid in CONFIG_SCHEMA.items():
         if not valid(config[key]):
             raise ValueError(f"{bad}: config {key} must be {CONFIG_EXPECTED[key]}, got "
                              f"{json.dumps(config[key])}")
+    if config["proj_size"] >= config["hidden_size"]:
+        raise ValueError(f"{bad}: config proj_size must be smaller than hidden_size "
+                         f"({config['hidden_size']}), got {config['proj_size']}")
     return config
 
 

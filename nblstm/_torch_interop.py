@@ -15,16 +15,15 @@ import numpy as np
 
 def read_module(module: Any) -> tuple[dict, dict[str, np.ndarray], bool]:
     """``(config, {name: NumPy copy of the weight}, on_gpu)`` of a ``torch.nn.LSTM``;
-    ``config`` holds nblstm.LSTM's constructor arguments. ``TypeError`` for any other module
-    (a GRU or RNN has other weights and gates) or dtype; ``ValueError`` for ``proj_size``."""
+    ``config`` holds nblstm.LSTM's constructor arguments (``proj_size`` and ``dropout``
+    included). ``TypeError`` for any other module (a GRU or RNN has other weights and gates)
+    or dtype."""
     torch = sys.modules.get("torch")  # a torch module in hand means torch is imported
     if torch is None or not isinstance(module, torch.nn.LSTM):
         kind = type(module)
         raise TypeError(f"module must be a torch.nn.LSTM, got {kind.__module__}."
                         f"{kind.__qualname__} (GRU, RNN and other modules have other "
                         f"weights and gates)")
-    if getattr(module, "proj_size", 0):
-        raise ValueError("LSTMs with proj_size > 0 are not supported")
     weights = {name: value.detach() for name, value in module.named_parameters()}
     first = next(iter(weights.values()))
     if first.device.type not in ("cpu", "cuda"):
@@ -37,7 +36,8 @@ def read_module(module: Any) -> tuple[dict, dict[str, np.ndarray], bool]:
     config = {"input_size": module.input_size, "hidden_size": module.hidden_size,
               "num_layers": module.num_layers, "bias": module.bias,
               "batch_first": module.batch_first, "bidirectional": module.bidirectional,
-              "dtype": dtype}
+              "dtype": dtype, "dropout": float(module.dropout),
+              "proj_size": int(getattr(module, "proj_size", 0))}
     host = {name: value.cpu().numpy().copy() for name, value in weights.items()}
     return config, host, bool(first.is_cuda)
 
@@ -49,6 +49,8 @@ def build_module(config: dict, weights: dict[str, np.ndarray], on_gpu: bool = Fa
     module = torch.nn.LSTM(config["input_size"], config["hidden_size"], config["num_layers"],
                            bias=config["bias"], batch_first=config["batch_first"],
                            bidirectional=config["bidirectional"],
+                           dropout=config.get("dropout", 0.0),
+                           proj_size=config.get("proj_size", 0),
                            dtype=getattr(torch, config["dtype"]))
     with torch.no_grad():
         for name, value in module.named_parameters():

@@ -83,7 +83,8 @@ class SharedModel:
 
 def host_copy(lstm: LSTM) -> LSTM:
     """A new LSTM with ``lstm``'s configuration and NumPy copies of its parameters."""
-    copy = LSTM(**lstm.config())
+    copy = LSTM(**{**lstm.config(), "dropout": 0.0})  # set below: no second warning
+    copy.dropout = lstm.dropout
     copy.parameters().update({name: np.array(convert(value, "numpy"), copy=True)
                               for name, value in lstm.parameters().items()})
     return copy
@@ -160,13 +161,13 @@ def forward(lstm: LSTM, x: da.Array, state: tuple | None = None,
         layers[name], dependencies[name] = layer, {run_name}
     graph = HighLevelGraph(layers, dependencies)
     meta = da.utils.meta_from_array(x, ndim=3)
-    D, H = lstm.num_directions, lstm.hidden_size
+    D, H, P = lstm.num_directions, lstm.hidden_size, lstm.real_hidden_size
     out_chunks = list(x.chunks)
-    out_chunks[2] = (D * H,)
-    state_chunks = ((lstm.num_layers * D,), batch_chunks, (H,))
+    out_chunks[2] = (D * P,)
+    rows = (lstm.num_layers * D,)
     out = da.Array(graph, out_name, tuple(out_chunks), meta=meta)
-    return out, (da.Array(graph, h_name, state_chunks, meta=meta),
-                 da.Array(graph, c_name, state_chunks, meta=meta))
+    return out, (da.Array(graph, h_name, (rows, batch_chunks, (P,)), meta=meta),
+                 da.Array(graph, c_name, (rows, batch_chunks, (H,)), meta=meta))
 
 
 def _check_input(lstm: LSTM, x: Any) -> str:
@@ -199,12 +200,13 @@ def _state_keys(lstm: LSTM, state: tuple | None, B: int, batch_chunks: tuple, ch
     tasks read are appended to ``collections``."""
     if state is None:
         return [None] * len(batch_chunks)
-    shape = inputs.state_shape(lstm, B)
+    shapes = inputs.state_shapes(lstm, B)
     if not isinstance(state, (tuple, list)) or len(state) != 2:
-        raise TypeError(f"state must be a pair (h0, c0) of arrays of shape "
-                        f"{describe_shape(shape)}, got {type(state).__name__}")
+        raise TypeError(f"state must be a pair (h0, c0) of arrays of shapes "
+                        f"{describe_shape(shapes[0])} and {describe_shape(shapes[1])}, got "
+                        f"{type(state).__name__}")
     names = []
-    for name, value in zip(("h0", "c0"), state):
+    for name, value, shape in zip(("h0", "c0"), state, shapes):
         kind = array_kind(value._meta if isinstance(value, da.Array) else value)
         if kind != chunk_kind:
             raise TypeError(f"state {name} must hold {chunk_kind} arrays like x's chunks, got "

@@ -90,7 +90,7 @@ def infer_file(model_path: str | os.PathLike, input_path: str | os.PathLike,
     inputs = open_inputs(input_path, model)
     batch_axis = 0 if model.batch_first else 1
     out_shape = list(inputs.shape)
-    out_shape[2] = model.num_directions * model.hidden_size
+    out_shape[2] = model.num_directions * model.real_hidden_size
     B = inputs.shape[batch_axis]
     blocks = [slice(start, min(start + batch_size, B)) for start in range(0, B, batch_size)]
 

@@ -11,6 +11,14 @@ Parameters, shapes, gate order and initialisation are those of ``torch.nn.LSTM``
   unbatched. Output ``(T, B, D*H)`` (``D`` = 2 when bidirectional: forward then backward
   direction along the last axis). States ``h``, ``c``: ``(num_layers * D, B, H)``, index
   ``layer * D + direction``, as torch stacks them (``(num_layers * D, H)`` unbatched).
+- ``proj_size = P > 0`` (LSTMP, Sak et al. 2014), as torch: each step's hidden state is
+  projected, ``h_t = W_hr (o_t * tanh(c_t))``, with ``weight_hr_l{k}[_reverse]`` ``(P, H)``;
+  then ``weight_hh`` is ``(4H, P)``, ``h`` states ``(num_layers * D, B, P)`` (``c`` keeps H),
+  outputs are ``D*P`` wide and ``X_k = P * D`` above the first layer.
+- ``dropout = p``, as torch: in training forwards (``forward(train=True)``) each layer's
+  output except the last layer's is multiplied by a mask of independent keep-with-
+  probability ``1 - p`` elements, scaled by ``1 / (1 - p)``; ``backward`` applies the same
+  mask. The masks come from the model's ``generator`` (seeded by ``seed``; settable).
 - ``lengths`` (B,): the valid length of each sequence of a padded batch, in any order. This
   matches torch's packed sequences (``pack_padded_sequence(..., enforce_sorted=False)``):
   outputs past a sequence's end are zero, its final states are those of its last valid step,
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +63,8 @@ class _DirectionCache:
     h_all: Any
     c_all: Any
     gates_all: Any
+    W_r: Any = None    # (H, P) projection, with proj_size
+    m_all: Any = None  # (T, B, H) unprojected hidden states, with proj_size
 
 
 @dataclass
@@ -73,6 +84,23 @@ class LSTMCache:
     lengths: Any  # int64 (B,) on the backend, or None for full sequences
     output_shape: tuple = ()  # of ``out``, in the caller's layout
     directions: list = field(default_factory=list)  # [layer][direction] -> _DirectionCache
+    #: ``dropout_keys[k]``: the mask key applied to layer k's output (k < num_layers - 1),
+    #: empty without dropout; ``dropout_p``: the probability the masks were drawn with
+    dropout_keys: list = field(default_factory=list)
+    dropout_p: float = 0.0
+
+    def dropout_masks(self) -> list:
+        """The dropout multipliers this forward applied: ``[k]`` is an array of layer k's
+        output shape ``(T, B, D*P)`` (time-major) holding 0 where an element was dropped and
+        ``1 / (1 - p)`` where it was kept, on the forward's backend (empty without dropout).
+        Recomputed from the keys: the forward itself keeps no masks."""
+        masks = []
+        for key in self.dropout_keys:
+            ones = self.backend.xp.ones(self.layer_output_shape, dtype=self.dtype)
+            masks.append(ops.dropout(self.backend, ones, key, self.dropout_p))
+        return masks
+
+    layer_output_shape: tuple = ()  # (T, B, D*P) of every layer
 
 
 class LSTM:
@@ -86,18 +114,29 @@ class LSTM:
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, bidirectional: bool = False,
-                 dtype: Any = np.float32, seed: int | None = None) -> None:
+                 dtype: Any = np.float32, seed: int | None = None, *, dropout: float = 0.0,
+                 proj_size: int = 0) -> None:
         self._configure(input_size, hidden_size, num_layers, bias, batch_first, bidirectional,
-                        dtype)
+                        dtype, dropout, proj_size)
         self._parameters = self._initial_parameters(np.random.default_rng(seed))
+        # the dropout masks' stream: from the same seed, independent of the weights' stream
+        # (a spawned child of the seed's SeedSequence), which stays what it always was
+        self.generator = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
 
     def _configure(self, input_size: int, hidden_size: int, num_layers: int, bias: bool,
-                   batch_first: bool, bidirectional: bool, dtype: Any) -> None:
+                   batch_first: bool, bidirectional: bool, dtype: Any, dropout: float = 0.0,
+                   proj_size: int = 0) -> None:
         """Check and store the configuration (no parameters yet)."""
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if (isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer))
+                or proj_size < 0):
+            raise ValueError(f"proj_size must be a non-negative integer, got {proj_size!r}")
+        if proj_size >= hidden_size:
+            raise ValueError(f"proj_size must be smaller than hidden_size ({hidden_size}), got "
+                             f"{proj_size}")
         dtype = np.dtype(dtype)
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
@@ -107,8 +146,15 @@ class LSTM:
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.bidirectional = bool(bidirectional)
+        self.proj_size = int(proj_size)
         self.dtype = dtype
+        self.dropout = dropout  # checked by the property
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn(f"dropout={self.dropout} acts between layers (on every layer's output "
+                          f"but the last), so with num_layers=1 it does nothing (as in torch)",
+                          UserWarning, stacklevel=3)
         self.device = "cpu"
+        self._generator = np.random.default_rng()  # __init__ seeds it
         # Identifies this model's training caches (``id(self)`` can be reused by a new
         # model once this one is freed; a fresh object cannot).
         self._cache_token = object()
@@ -119,25 +165,65 @@ class LSTM:
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
+    @property
+    def real_hidden_size(self) -> int:
+        """Features of the hidden state ``h`` (and of each direction's output): ``proj_size``
+        when there is a projection, else ``hidden_size`` (torch's name for it)."""
+        return self.proj_size or self.hidden_size
+
+    @property
+    def dropout(self) -> float:
+        """The dropout probability between layers (training forwards only); settable."""
+        return self._dropout
+
+    @dropout.setter
+    def dropout(self, p: float) -> None:
+        if (isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating))
+                or not 0 <= p <= 1):
+            raise ValueError(f"dropout must be a number in [0, 1] (the probability of "
+                             f"dropping an element), got {p!r}")
+        self._dropout = float(p)
+
+    @property
+    def generator(self) -> np.random.Generator:
+        """The ``numpy.random.Generator`` the dropout masks are drawn from: each training
+        forward draws one 64-bit key per masked layer from it (the masks themselves are made
+        from the keys where the data lives, ``ops.dropout``). Seeded by ``seed``; assign a
+        new generator (``lstm.generator = np.random.default_rng(0)``) or an integer seed to
+        reproduce a run."""
+        return self._generator
+
+    @generator.setter
+    def generator(self, value: Any) -> None:
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            value = np.random.default_rng(int(value))
+        if not isinstance(value, np.random.Generator):
+            raise TypeError(f"generator must be a numpy.random.Generator or an integer seed, "
+                            f"got {type(value).__name__}")
+        self._generator = value
+
     def config(self) -> dict:
         """The constructor arguments (without ``seed``), as saved by ``save``."""
         return {"input_size": self.input_size, "hidden_size": self.hidden_size,
                 "num_layers": self.num_layers, "bias": self.bias,
                 "batch_first": self.batch_first, "bidirectional": self.bidirectional,
-                "dtype": self.dtype.name}
+                "dtype": self.dtype.name, "dropout": self.dropout, "proj_size": self.proj_size}
 
     def parameter_shapes(self) -> dict[str, tuple]:
-        """``{name: shape}`` in torch's order (layer, direction, w_ih, w_hh, b_ih, b_hh)."""
-        H = self.hidden_size
+        """``{name: shape}`` in torch's order (layer, direction, w_ih, w_hh, b_ih, b_hh, and
+        w_hr with proj_size)."""
+        H, P = self.hidden_size, self.real_hidden_size
         shapes = {}
         for layer in range(self.num_layers):
-            layer_input = self.input_size if layer == 0 else H * self.num_directions
+            layer_input = self.input_size if layer == 0 else P * self.num_directions
             for suffix in self._suffixes(layer):
                 shapes["weight_ih" + suffix] = (4 * H, layer_input)
-                shapes["weight_hh" + suffix] = (4 * H, H)
+                shapes["weight_hh" + suffix] = (4 * H, P)
                 if self.bias:
                     shapes["bias_ih" + suffix] = (4 * H,)
                     shapes["bias_hh" + suffix] = (4 * H,)
+                if self.proj_size:
+                    shapes["weight_hr" + suffix] = (P, H)
         return shapes
 
     def _suffixes(self, layer: int) -> list[str]:
@@ -159,8 +245,9 @@ class LSTM:
     def __repr__(self) -> str:
         extras = "".join(f", {key}={value}" for key, value, default in (
             ("num_layers", self.num_layers, 1), ("bias", self.bias, True),
-            ("batch_first", self.batch_first, False),
-            ("bidirectional", self.bidirectional, False)) if value != default)
+            ("batch_first", self.batch_first, False), ("dropout", self.dropout, 0.0),
+            ("bidirectional", self.bidirectional, False), ("proj_size", self.proj_size, 0))
+            if value != default)
         return (f"LSTM({self.input_size}, {self.hidden_size}{extras}, dtype={self.dtype.name}, "
                 f"device={self.device!r})")
 
@@ -213,13 +300,15 @@ class LSTM:
         inputs.check_dtype(self, name, array_dtype(value), kind=kind)
         return kind
 
-    def _check_pair(self, name: str, pair: Any, shape: tuple, backend: Backend,
+    def _check_pair(self, name: str, pair: Any, shapes: tuple, backend: Backend,
                     none_allowed: bool = False) -> None:
         parts = ("h", "c") if name == "state" else ("dh_n", "dc_n")
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            sizes = (describe_shape(shapes[0]) if shapes[0] == shapes[1] else
+                     f"{describe_shape(shapes[0])} and {describe_shape(shapes[1])}")
             raise TypeError(f"{name} must be a pair ({parts[0]}, {parts[1]}) of arrays of shape "
-                            f"{describe_shape(shape)}, got {type(pair).__name__}")
-        for part, value in zip(parts, pair):
+                            f"{sizes}, got {type(pair).__name__}")
+        for part, value, shape in zip(parts, pair, shapes):
             if value is None and none_allowed:
                 continue
             self._check_array(f"{name} {part}", value, backend)
@@ -237,11 +326,13 @@ class LSTM:
         """Run the LSTM over ``x``.
 
         x        (T, B, X), or (B, T, X) with ``batch_first``, or (T, X) unbatched
-        state    None (zeros) or ``(h0, c0)``, each (num_layers * D, B, H) (or without B)
+        state    None (zeros) or ``(h0, c0)``: h0 (num_layers * D, B, P), c0
+                 (num_layers * D, B, H) (or without B); P = proj_size, or H without one
         lengths  None, or (B,) integers in 1..T: the valid length of each padded sequence
         train    False: returns ``out, (h_n, c_n)`` and keeps nothing per step;
-                 True: returns ``out, (h_n, c_n), cache`` for ``backward``
-        out      (T, B, D*H) (or (B, T, D*H), or (T, D*H)); zeros past each sequence's end
+                 True: returns ``out, (h_n, c_n), cache`` for ``backward``, and applies
+                 dropout between layers (``dropout > 0``: masks drawn from ``generator``)
+        out      (T, B, D*P) (or (B, T, D*P), or (T, D*P)); zeros past each sequence's end
 
         Results are arrays of the input's kind, on the input's device.
         """
@@ -251,9 +342,9 @@ class LSTM:
             state = tuple(with_array_attributes(s) for s in state)
         result_kind = self._check_array("x", x, backend)
         unbatched, T, B = inputs.check_input_shape(self, "x", x.shape)
-        state_shape = inputs.state_shape(self, B, unbatched)
+        state_shapes = inputs.state_shapes(self, B, unbatched)
         if state is not None:
-            self._check_pair("state", state, state_shape, backend)
+            self._check_pair("state", state, state_shapes, backend)
             check_one_framework({"x": x, "state h": state[0], "state c": state[1]})
         host_lengths = inputs.host_lengths(lengths, T, B, unbatched)
         xp = backend.xp
@@ -264,13 +355,14 @@ class LSTM:
             layer_input = xp.ascontiguousarray(transposed(x, (1, 0, 2)))
         else:
             layer_input = xp.ascontiguousarray(x)
-        D, H = self.num_directions, self.hidden_size
+        D, H, P = self.num_directions, self.hidden_size, self.real_hidden_size
+        rows = self.num_layers * D
         if state is None:
-            h0_all = xp.zeros((self.num_layers * D, B, H), dtype=self.dtype)
-            c0_all = h0_all
+            c0_all = xp.zeros((rows, B, H), dtype=self.dtype)
+            h0_all = c0_all if P == H else xp.zeros((rows, B, P), dtype=self.dtype)
         else:
-            h0_all, c0_all = (xp.ascontiguousarray(backend.adopt(s)).reshape(
-                self.num_layers * D, B, H) for s in state)
+            h0_all, c0_all = (xp.ascontiguousarray(backend.adopt(s)).reshape(rows, B, features)
+                              for s, features in zip(state, (P, H)))
             if train:  # the cache must not see later in-place writes into the caller's state
                 h0_all, c0_all = (ops.contiguous_copy(backend, s) for s in (h0_all, c0_all))
         lengths_dev = None if host_lengths is None else backend.adopt(host_lengths)
@@ -287,29 +379,37 @@ class LSTM:
             # change above may already have copied it)
             layer_input = ops.contiguous_copy(backend, layer_input)
 
+        dropout = self.dropout if train else 0.0
         cache = LSTMCache(self._cache_token, backend, result_kind, self.dtype, T, B, unbatched,
-                          lengths_dev) if train else None
+                          lengths_dev, dropout_p=dropout,
+                          layer_output_shape=(T, B, D * P)) if train else None
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             outputs, saved = [], []
             for direction, suffix in enumerate(self._suffixes(layer)):
                 index = layer * D + direction
-                W_x, W_h, b = self._fused_weights(backend, suffix)
+                W_x, W_h, b, W_r = self._fused_weights(backend, suffix)
                 x_dir = layer_input if direction == 0 else ops.time_steps_copy(
                     backend, layer_input, kernel_lengths, reverse=True)
                 h0, c0 = h0_all[index], c0_all[index]
                 if train:
-                    h_all, c_all, gates_all = ops.sequence_forward(backend, x_dir, h0, c0,
-                                                                   W_x, W_h, b)
+                    m_all = None
+                    if W_r is None:
+                        h_all, c_all, gates_all = ops.sequence_forward(backend, x_dir, h0, c0,
+                                                                       W_x, W_h, b)
+                    else:
+                        h_all, c_all, m_all, gates_all = ops.projected_sequence_forward(
+                            backend, x_dir, h0, c0, W_x, W_h, b, W_r)
                     if lengths_dev is None:
                         h_last, c_last = xp.copy(h_all[T - 1]), xp.copy(c_all[T - 1])
                     else:
                         h_last, c_last = ops.final_states(backend, h_all, c_all, lengths_dev)
                     saved.append(_DirectionCache(x_dir, h0, c0, W_x, W_h, h_all, c_all,
-                                                 gates_all))
+                                                 gates_all, W_r, m_all))
                 else:
                     h_all, h_last, c_last = ops.sequence_inference(backend, x_dir, h0, c0,
-                                                                   W_x, W_h, b, lengths_dev)
+                                                                   W_x, W_h, b, lengths_dev,
+                                                                   W_r=W_r)
                 h_n.append(h_last)
                 c_n.append(c_last)
                 if direction == 0:
@@ -323,14 +423,20 @@ class LSTM:
             layer_input = outputs[0] if D == 1 else xp.concatenate(outputs, axis=2)
             if train:
                 cache.directions.append(saved)
+                if dropout > 0 and layer < self.num_layers - 1:
+                    # a new array: the cache keeps this layer's undropped outputs (h_all)
+                    key = tuple(int(k) for k in self.generator.integers(
+                        0, ops.DROPOUT_RESOLUTION, size=2, dtype=np.int64))
+                    layer_input = ops.dropout(backend, layer_input, key, dropout)
+                    cache.dropout_keys.append(key)
 
         out = self._output_layout(backend, layer_input, unbatched)
         if train and D == 1 and may_share_memory(out, layer_input):
             # ``out`` is a view of the last layer's h_all, which the cache holds: the caller
             # may write into ``out`` without changing the gradients
             out = ops.contiguous_copy(backend, out)
-        h_n = xp.stack(h_n).reshape(state_shape)
-        c_n = xp.stack(c_n).reshape(state_shape)
+        h_n = xp.stack(h_n).reshape(state_shapes[0])
+        c_n = xp.stack(c_n).reshape(state_shapes[1])
         results = convert_results((out, (h_n, c_n)), result_kind)
         if not train:
             return results
@@ -338,8 +444,9 @@ class LSTM:
         return results[0], results[1], cache
 
     def _fused_weights(self, backend: Backend, suffix: str) -> tuple:
-        """This direction's ``(W_x (X, 4H), W_h (H, 4H), b (4H,))`` for the kernels: fresh
-        copies made from the live parameters on every call, so they are never stale."""
+        """This direction's ``(W_x (X, 4H), W_h (P, 4H), b (4H,), W_r (H, P) or None)`` for
+        the kernels: fresh copies made from the live parameters on every call, so they are
+        never stale (``W_r``: the projection, ``weight_hr`` transposed, with proj_size)."""
         xp = backend.xp
 
         def live(name: str) -> Any:
@@ -353,7 +460,9 @@ class LSTM:
             b = ops.add(backend, live("bias_ih"), live("bias_hh"))
         else:
             b = xp.zeros((4 * self.hidden_size,), dtype=self.dtype)
-        return W_x, W_h, b
+        W_r = (ops.contiguous_copy(backend, transposed(live("weight_hr"))) if self.proj_size
+               else None)
+        return W_x, W_h, b, W_r
 
     def _output_layout(self, backend: Backend, time_major: Any, unbatched: bool) -> Any:
         """(T, B, F) time-major -> the caller's layout."""
@@ -373,8 +482,9 @@ class LSTM:
         cache    what ``forward(..., train=True)`` returned
         d_out    dLoss/d(out), the shape of ``out`` (ignored past each sequence's end), or
                  None when the loss does not use ``out``
-        d_state  None, or ``(dh_n, dc_n)``: dLoss/d(h_n), dLoss/d(c_n), the states' shape;
+        d_state  None, or ``(dh_n, dc_n)``: dLoss/d(h_n), dLoss/d(c_n), the states' shapes;
                  either may be None (the loss does not use it)
+        The dropout masks of the forward (``cache``) are applied again, to the gradients.
         dx       dLoss/dx (zero past each sequence's end); ``dh0``, ``dc0``: dLoss/d(state)
         grads    ``{name: dLoss/d(parameter)}`` with the keys and shapes of ``parameters()``
         """
@@ -392,32 +502,34 @@ class LSTM:
                 raise ValueError(f"d_out must have the shape of out, "
                                  f"{describe_shape(cache.output_shape)}, got "
                                  f"{describe_shape(d_out.shape)}")
-        state_shape = inputs.state_shape(self, cache.B, cache.unbatched)
+        state_shapes = inputs.state_shapes(self, cache.B, cache.unbatched)
         if d_state is not None:
             if isinstance(d_state, (tuple, list)):
                 d_state = tuple(None if s is None else with_array_attributes(s)
                                 for s in d_state)
-            self._check_pair("d_state", d_state, state_shape, backend, none_allowed=True)
+            self._check_pair("d_state", d_state, state_shapes, backend, none_allowed=True)
         xp = backend.xp
         T, B, D, H = cache.T, cache.B, self.num_directions, self.hidden_size
+        P = self.real_hidden_size
         if d_out is None:
-            d_layer = xp.zeros((T, B, D * H), dtype=self.dtype)
+            d_layer = xp.zeros((T, B, D * P), dtype=self.dtype)
         elif cache.unbatched:
-            d_layer = xp.ascontiguousarray(backend.adopt(d_out)).reshape(T, 1, D * H)
+            d_layer = xp.ascontiguousarray(backend.adopt(d_out)).reshape(T, 1, D * P)
         elif self.batch_first:
             d_layer = xp.ascontiguousarray(transposed(backend.adopt(d_out), (1, 0, 2)))
         else:
             d_layer = xp.ascontiguousarray(backend.adopt(d_out))
-        zeros = None
+        zeros = {}
         d_final = []
-        for part in (d_state if d_state is not None else (None, None)):
+        for part, features in zip(d_state if d_state is not None else (None, None), (P, H)):
             if part is None:
-                if zeros is None:
-                    zeros = xp.zeros((self.num_layers * D, B, H), dtype=self.dtype)
-                d_final.append(zeros)
+                if features not in zeros:
+                    zeros[features] = xp.zeros((self.num_layers * D, B, features),
+                                               dtype=self.dtype)
+                d_final.append(zeros[features])
             else:
                 d_final.append(xp.ascontiguousarray(backend.adopt(part)).reshape(
-                    self.num_layers * D, B, H))
+                    self.num_layers * D, B, features))
         dh_n_all, dc_n_all = d_final
         # made once for every layer and direction (ops.sequence_backward would make it anew)
         kernel_lengths = cache.lengths if cache.lengths is not None else ops.full_lengths(
@@ -430,13 +542,21 @@ class LSTM:
                 index = layer * D + direction
                 saved = cache.directions[layer][direction]
                 d_h = d_layer if D == 1 else xp.ascontiguousarray(
-                    d_layer[:, :, direction * H:(direction + 1) * H])
+                    d_layer[:, :, direction * P:(direction + 1) * P])
                 if direction == 1:  # into the reversed direction's own time order
                     d_h = ops.time_steps_copy(backend, d_h, kernel_lengths, reverse=True)
-                dx, dh0[index], dc0[index], dW_x, dW_h, db = ops.sequence_backward(
-                    backend, saved.x, saved.h0, saved.c0, saved.W_x, saved.W_h, saved.h_all,
-                    saved.c_all, saved.gates_all, d_h, dh_n_all[index], dc_n_all[index],
-                    kernel_lengths)
+                if saved.W_r is None:
+                    dx, dh0[index], dc0[index], dW_x, dW_h, db = ops.sequence_backward(
+                        backend, saved.x, saved.h0, saved.c0, saved.W_x, saved.W_h,
+                        saved.h_all, saved.c_all, saved.gates_all, d_h, dh_n_all[index],
+                        dc_n_all[index], kernel_lengths)
+                else:
+                    dx, dh0[index], dc0[index], dW_x, dW_h, dW_r, db = (
+                        ops.projected_sequence_backward(
+                            backend, saved.x, saved.h0, saved.c0, saved.W_x, saved.W_h,
+                            saved.W_r, saved.h_all, saved.c_all, saved.m_all, saved.gates_all,
+                            d_h, dh_n_all[index], dc_n_all[index], kernel_lengths))
+                    grads["weight_hr" + suffix] = xp.ascontiguousarray(transposed(dW_r))
                 if direction == 1:
                     dx = ops.time_steps_copy(backend, dx, kernel_lengths, reverse=True)
                 d_input = dx if d_input is None else ops.add(backend, d_input, dx)
@@ -446,9 +566,12 @@ class LSTM:
                     grads["bias_ih" + suffix] = db
                     grads["bias_hh" + suffix] = xp.copy(db)
             d_layer = d_input
+            if layer > 0 and cache.dropout_keys:  # through the mask on the layer below's output
+                d_layer = ops.dropout(backend, d_layer, cache.dropout_keys[layer - 1],
+                                      cache.dropout_p)
         dx = self._output_layout(backend, d_layer, cache.unbatched)
-        dh0 = xp.stack(dh0).reshape(state_shape)
-        dc0 = xp.stack(dc0).reshape(state_shape)
+        dh0 = xp.stack(dh0).reshape(state_shapes[0])
+        dc0 = xp.stack(dc0).reshape(state_shapes[1])
         grads = {name: grads[name] for name in self.parameter_shapes()}
         return convert_results((dx, (dh0, dc0), grads), cache.result_kind)
 
@@ -499,7 +622,9 @@ class LSTM:
         path = os.fsdecode(os.fspath(path))
         config, arrays = _model_file.read(path, cls._shapes_of_config)
         lstm = cls.__new__(cls)
-        lstm._configure(**config)
+        with warnings.catch_warnings():  # the file's configuration was warned about when made
+            warnings.simplefilter("ignore", UserWarning)
+            lstm._configure(**config)
         lstm._parameters = {name: arrays[name] for name in lstm.parameter_shapes()}
         return lstm.to(device) if device != "cpu" else lstm
 
@@ -507,5 +632,7 @@ class LSTM:
     def _shapes_of_config(cls, config: dict) -> dict[str, tuple]:
         """``parameter_shapes()`` of a model with this configuration, built without weights."""
         lstm = cls.__new__(cls)
-        lstm._configure(**config)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            lstm._configure(**config)
         return lstm.parameter_shapes()

@@ -74,34 +74,42 @@ INFERENCE_CHUNK_STEPS = 32
 
 
 def sequence_inference(backend: Backend, x, h0, c0, W_x, W_h, b, lengths=None,
-                       chunk_steps: int = INFERENCE_CHUNK_STEPS) -> tuple:
+                       chunk_steps: int = INFERENCE_CHUNK_STEPS, W_r=None) -> tuple:
     """Inference over a sequence: ``(h_all, h_n, c_n)``, keeping nothing per step.
 
-    x (T, B, X), h0 and c0 (B, H) -> h_all (T, B, H), final states h_n and c_n (B, H).
+    x (T, B, X), h0 (B, P) and c0 (B, H) -> h_all (T, B, P), final states h_n (B, P) and
+    c_n (B, H); ``P = H`` without a projection, else ``W_r`` (H, P) is the projection and
+    ``W_h`` is (P, 4H) (``projected_sequence_forward``).
     ``lengths`` (B,) int64 on the backend, or None for full sequences: row b's final state
     is then the one at step ``lengths[b] - 1`` (``h_all`` past that step is left as computed;
     the caller zeroes it). The sequence runs in chunks of ``chunk_steps`` steps through the
     training kernel, with the cell states and gates of a chunk in buffers reused by the next
-    one: working memory beyond the input and output arrays is ``chunk_steps * B * 5H`` values,
-    whatever T is.
+    one: working memory beyond the input and output arrays is ``chunk_steps * B * 5H`` values
+    (``6H`` with a projection), whatever T is.
     """
     xp = backend.xp
     T, B, _ = x.shape
-    H = h0.shape[1]
+    P, H = h0.shape[1], c0.shape[1]
     steps = max(1, min(int(chunk_steps), T))
-    h_all = xp.empty((T, B, H), dtype=x.dtype)
+    h_all = xp.empty((T, B, P), dtype=x.dtype)
     c_chunk = xp.empty((steps, B, H), dtype=x.dtype)
     gates_chunk = xp.empty((steps, B, 4 * H), dtype=x.dtype)
-    h_n = xp.empty((B, H), dtype=x.dtype) if lengths is not None else None
+    m_chunk = xp.empty((steps, B, H), dtype=x.dtype) if W_r is not None else None
+    h_n = xp.empty((B, P), dtype=x.dtype) if lengths is not None else None
     c_n = xp.empty((B, H), dtype=x.dtype) if lengths is not None else None
     h, c = h0, c0
     for start in range(0, T, steps):
         n = min(steps, T - start)
         # The next chunk reads h and c only at its first step, before overwriting any of
         # c_chunk, so they can stay views into this chunk's buffers.
-        backend.kernels.lstm_sequence_forward(x[start:start + n], h, c, W_x, W_h, b,
-                                              h_all[start:start + n], c_chunk[:n],
-                                              gates_chunk[:n])
+        if W_r is None:
+            backend.kernels.lstm_sequence_forward(x[start:start + n], h, c, W_x, W_h, b,
+                                                  h_all[start:start + n], c_chunk[:n],
+                                                  gates_chunk[:n])
+        else:
+            backend.kernels.lstm_projected_sequence_forward(
+                x[start:start + n], h, c, W_x, W_h, b, W_r, h_all[start:start + n],
+                c_chunk[:n], m_chunk[:n], gates_chunk[:n])
         h, c = h_all[start + n - 1], c_chunk[n - 1]
         if lengths is not None:  # the rows whose sequences end inside this chunk
             backend.kernels.gather_steps(h_all[start:start + n], lengths, start, h_n)
@@ -111,17 +119,37 @@ def sequence_inference(backend: Backend, x, h0, c0, W_x, W_h, b, lengths=None,
     return h_all, h_n, c_n
 
 
+def projected_sequence_forward(backend: Backend, x, h0, c0, W_x, W_h, b, W_r) -> tuple:
+    """Training forward of an LSTM with a projection (LSTMP): ``(h_all, c_all, m_all,
+    gates_all)``.
+
+    x (T, B, X), h0 (B, P), c0 (B, H), W_x (X, 4H), W_h (P, 4H), b (4H,), W_r (H, P) (torch's
+    ``weight_hr`` transposed); returns h_all (T, B, P) (``h_t = m_t @ W_r``), c_all and m_all
+    (T, B, H) (``m_t = o_t * tanh(c_t)``) and the activated gates (T, B, 4H), order (i, f, g, o).
+    """
+    xp = backend.xp
+    T, B, _ = x.shape
+    P, H = h0.shape[1], c0.shape[1]
+    h_all = xp.empty((T, B, P), dtype=x.dtype)
+    c_all = xp.empty((T, B, H), dtype=x.dtype)
+    m_all = xp.empty((T, B, H), dtype=x.dtype)
+    gates_all = xp.empty((T, B, 4 * H), dtype=x.dtype)
+    backend.kernels.lstm_projected_sequence_forward(x, h0, c0, W_x, W_h, b, W_r, h_all, c_all,
+                                                    m_all, gates_all)
+    return h_all, c_all, m_all, gates_all
+
+
 def full_lengths(backend: Backend, T: int, B: int) -> Any:
     """int64 ``(B,)`` lengths on the backend, all ``T``: a batch without padding."""
     return backend.adopt(np.full(B, T, dtype=np.int64))
 
 
 def final_states(backend: Backend, h_all, c_all, lengths) -> tuple:
-    """``(h_n, c_n)`` (B, H): each row's states at its step ``lengths[b] - 1``."""
+    """``(h_n, c_n)`` (B, P) and (B, H): each row's states at its step ``lengths[b] - 1``."""
     xp = backend.xp
-    _, B, H = h_all.shape
-    h_n = xp.empty((B, H), dtype=h_all.dtype)
-    c_n = xp.empty((B, H), dtype=h_all.dtype)
+    _, B, P = h_all.shape
+    h_n = xp.empty((B, P), dtype=h_all.dtype)
+    c_n = xp.empty((B, c_all.shape[2]), dtype=h_all.dtype)
     backend.kernels.gather_steps(h_all, lengths, 0, h_n)
     backend.kernels.gather_steps(c_all, lengths, 0, c_n)
     return h_n, c_n
@@ -181,6 +209,51 @@ def sequence_backward(backend: Backend, x, h0, c0, W_x, W_h, h_all, c_all, gates
                                            dh_all, dh_n, dc_n, lengths, dx, dh0, dc0, dW_x,
                                            dW_h, db)
     return dx, dh0, dc0, dW_x, dW_h, db
+
+
+def projected_sequence_backward(backend: Backend, x, h0, c0, W_x, W_h, W_r, h_all, c_all,
+                                m_all, gates_all, dh_all, dh_n, dc_n, lengths) -> tuple:
+    """BPTT of an LSTM with a projection: ``(dx, dh0, dc0, dW_x, dW_h, dW_r, db)``.
+
+    Takes what ``projected_sequence_forward`` saved, ``dh_all (T, B, P)``, ``dh_n (B, P)``,
+    ``dc_n (B, H)`` and ``lengths`` (B,) int64 on the backend (all T for full sequences);
+    dW_r is (H, P), the gradient of ``W_r`` (torch's ``weight_hr`` transposed).
+    """
+    xp = backend.xp
+    dtype = x.dtype
+    dx = xp.empty(x.shape, dtype=dtype)
+    dh0 = xp.empty(h0.shape, dtype=dtype)
+    dc0 = xp.empty(c0.shape, dtype=dtype)
+    dW_x = xp.empty(W_x.shape, dtype=dtype)
+    dW_h = xp.empty(W_h.shape, dtype=dtype)
+    dW_r = xp.empty(W_r.shape, dtype=dtype)
+    db = xp.empty((W_h.shape[1],), dtype=dtype)
+    backend.kernels.lstm_projected_sequence_backward(x, h0, c0, W_x, W_h, W_r, h_all, c_all,
+                                                     m_all, gates_all, dh_all, dh_n, dc_n,
+                                                     lengths, dx, dh0, dc0, dW_x, dW_h, dW_r,
+                                                     db)
+    return dx, dh0, dc0, dW_x, dW_h, dW_r, db
+
+
+#: ``dropout`` thresholds are 32-bit: element i is dropped when its hash is below
+#: ``round(p * 2**32)`` (``kernels/math/dropout.py``).
+DROPOUT_RESOLUTION = 1 << 32
+
+
+def dropout(backend: Backend, array, key: tuple, p: float) -> Any:
+    """New C-contiguous ``array * mask / (1 - p)``: the inverted dropout of ``key``'s mask.
+
+    ``key`` is two integers in ``0 .. 2**32 - 1``; the mask is a function of the key and the
+    element's flat index alone, so calling this on a gradient with the forward's key applies
+    the forward's mask (its backward), on either backend. ``p = 1`` drops everything."""
+    xp = backend.xp
+    source = xp.ascontiguousarray(array)
+    out = xp.empty(source.shape, dtype=source.dtype)
+    threshold = min(DROPOUT_RESOLUTION, int(round(float(p) * DROPOUT_RESOLUTION)))
+    scale = source.dtype.type(0.0 if p >= 1 else 1.0 / (1.0 - float(p)))
+    backend.kernels.dropout(source.reshape(-1), int(key[0]), int(key[1]), threshold, scale,
+                            out.reshape(-1))
+    return out
 
 
 def output_softmax(backend: Backend, h_all, Wy, by) -> Any:

@@ -123,30 +123,37 @@ def lstm_backward(da, caches):
 
 
 def layer_forward(parameters: dict, num_layers: int, bidirectional: bool, x: np.ndarray,
-                  state: tuple | None = None, lengths=None) -> tuple:
+                  state: tuple | None = None, lengths=None, dropout_masks=None) -> tuple:
     """``nblstm.LSTM`` / ``torch.nn.LSTM`` semantics, one sequence and one step at a time.
 
     parameters  torch's names: ``weight_ih_l{k}[_reverse]`` (4H, X_k), ``weight_hh_l{k}``
-                (4H, H), optional ``bias_ih_l{k}``, ``bias_hh_l{k}`` (4H,); gates (i, f, g, o)
-    x           (T, B, X) time-major; state None or ``(h0, c0)`` (num_layers * D, B, H)
+                (4H, P), optional ``bias_ih_l{k}``, ``bias_hh_l{k}`` (4H,), and with a
+                projection ``weight_hr_l{k}`` (P, H) (``h = weight_hr @ (o * tanh(c))``);
+                P = H without one; gates (i, f, g, o)
+    x           (T, B, X) time-major; state None or ``(h0, c0)``: (num_layers * D, B, P) and
+                (num_layers * D, B, H)
     lengths     None or (B,): sequence b is ``x[:lengths[b], b]``; the backward direction
                 starts at its last valid step; outputs past the end are zero
-    Returns ``out (T, B, D*H), h_n, c_n (num_layers * D, B, H)``, computed in float64.
+    dropout_masks  None, or one (T, B, D*P) multiplier array per layer but the last: layer
+                k's output is multiplied by ``dropout_masks[k]`` before layer k+1 reads it
+                (a training forward's masks, ``LSTMCache.dropout_masks()``)
+    Returns ``out (T, B, D*P), h_n, c_n``, computed in float64.
     """
     D = 2 if bidirectional else 1
     p = {name: np.asarray(value, dtype=np.float64) for name, value in parameters.items()}
-    H = p["weight_hh_l0"].shape[1]
+    H = p["weight_ih_l0"].shape[0] // 4
+    P = p["weight_hh_l0"].shape[1]
     T, B, _ = x.shape
     lengths = np.full(B, T) if lengths is None else np.asarray(lengths)
     if state is None:
-        state = (np.zeros((num_layers * D, B, H)),) * 2
+        state = (np.zeros((num_layers * D, B, P)), np.zeros((num_layers * D, B, H)))
     layer_input = np.asarray(x, dtype=np.float64)
     h_n, c_n = [], []
     for layer in range(num_layers):
         outputs = []
         for direction, suffix in enumerate([f"_l{layer}", f"_l{layer}_reverse"][:D]):
-            out = np.zeros((T, B, H))
-            h_last, c_last = np.zeros((B, H)), np.zeros((B, H))
+            out = np.zeros((T, B, P))
+            h_last, c_last = np.zeros((B, P)), np.zeros((B, H))
             for b in range(B):
                 h = np.asarray(state[0][layer * D + direction, b], dtype=np.float64)
                 c = np.asarray(state[1][layer * D + direction, b], dtype=np.float64)
@@ -158,10 +165,14 @@ def layer_forward(parameters: dict, num_layers: int, bidirectional: bool, x: np.
                     i, f, g, o = np.split(z, 4)
                     c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
                     h = sigmoid(o) * np.tanh(c)
+                    if "weight_hr" + suffix in p:
+                        h = p["weight_hr" + suffix] @ h
                     out[t, b] = h
                 h_last[b], c_last[b] = h, c
             outputs.append(out)
             h_n.append(h_last)
             c_n.append(c_last)
         layer_input = np.concatenate(outputs, axis=2)
+        if dropout_masks is not None and layer < num_layers - 1:
+            layer_input = layer_input * np.asarray(dropout_masks[layer], dtype=np.float64)
     return layer_input, np.stack(h_n), np.stack(c_n)

@@ -164,7 +164,11 @@ def test_a_deeply_nested_header_is_a_value_error(tmp_path, model_file):
     ({"num_layers": 2.0}, "num_layers"),
     ({"input_size": True}, "input_size"),
     ({"dtype": "float16"}, "dtype"),
-    ({"extra": 1}, "exactly the keys"),
+    ({"extra": 1}, "must have the keys"),
+    ({"dropout": 1.5}, r"dropout must be a number in \[0, 1\]"),
+    ({"dropout": "0.1"}, "dropout"),
+    ({"proj_size": -1}, "proj_size must be an integer"),
+    ({"proj_size": 4000}, "proj_size must be smaller than hidden_size"),
 ])
 def test_forged_headers_are_refused_before_any_allocation(tmp_path, model_file, changes,
                                                          fragment):

@@ -146,7 +146,5 @@ def test_dtypes_other_than_float32_float64_are_refused():
     module = torch.nn.LSTM(3, 2).to(torch.float16)
     with pytest.raises(TypeError, match="float16"):
         nblstm.LSTM.from_torch(module)
-    with pytest.raises(ValueError, match="proj_size"):
-        nblstm.LSTM.from_torch(torch.nn.LSTM(3, 4, proj_size=2))
     with pytest.raises(TypeError, match="torch.nn.LSTM"):
         nblstm.LSTM.from_torch(torch.nn.Linear(3, 4))

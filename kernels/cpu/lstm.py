@@ -26,10 +26,11 @@ import numpy as np
 from numba import njit
 
 from ..config import JIT_OPTIONS as _JIT_OPTIONS
-from ..math import gates
+from ..math import dropout as dropout_math, gates
 from ..math.softmax import add_bias_softmax_in_place
 from . import packed_lstm, plan
-from .loops import column_sums, gates_backward_units, transpose_into
+from .loops import (gates_backward_units, gradients_after_the_loop, input_projection,
+                    transpose_into)
 
 
 @njit(**_JIT_OPTIONS)
@@ -134,15 +135,9 @@ def lstm_sequence_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: np
 @njit(**_JIT_OPTIONS)
 def _blas_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all):
     """``lstm_sequence_forward`` with numba's ``np.dot`` (scipy's BLAS) per step."""
-    T, B, X = x.shape
-    G = W_h.shape[1]
-    z_x_all = gates_all.reshape(T * B, G)
-    np.dot(x.reshape(T * B, X), W_x, z_x_all)
-    for row in range(T * B):
-        z_row = z_x_all[row]
-        for k in range(G):
-            z_row[k] += b[k]
-    z_h = np.empty((B, G), dtype=x.dtype)
+    T, B, _ = x.shape
+    input_projection(x, W_x, b, gates_all)
+    z_h = np.empty((B, W_h.shape[1]), dtype=x.dtype)
     np.dot(h0, W_h, z_h)
     lstm_gates_forward(gates_all[0], z_h, c0, c_all[0], h_all[0])
     for t in range(1, T):
@@ -199,7 +194,7 @@ def lstm_sequence_backward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: n
 def _blas_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n,
                             lengths, dx, dh0, dc0, dW_x, dW_h, db):
     """``lstm_sequence_backward`` with numba's ``np.dot`` (scipy's BLAS) per step."""
-    T, B, X = x.shape
+    T, B, _ = x.shape
     H = h0.shape[1]
     G = W_h.shape[1]
     dz_all = np.empty((T, B, G), dtype=x.dtype)
@@ -213,25 +208,7 @@ def _blas_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all
         gates_backward_units(t, lengths, gates_all[t], c_prev, c_all[t], dh_all[t], dh_n, dc_n,
                              dc, dz_all[t], dh_recurrent, 0, H)
         np.dot(dz_all[t], W_h_T, dh_recurrent)
-
-    # Every GEMM below has the form np.dot(A or A.T, B, out): few distinct np.dot
-    # specialisations keep the compile time down (an allocating np.dot plus "+=" alone
-    # cost ~0.5 s of compilation).
-    dz_2d = dz_all.reshape(T * B, G)
-    W_x_T = np.empty((G, X), dtype=x.dtype)
-    transpose_into(W_x, W_x_T)
-    np.dot(dz_2d, W_x_T, dx.reshape(T * B, X))
-    np.dot(x.reshape(T * B, X).T, dz_2d, dW_x)
-    np.dot(h0.T, dz_all[0], dW_h)
-    if T > 1:
-        later_steps = np.empty_like(dW_h)
-        np.dot(h_all[:T - 1].reshape((T - 1) * B, H).T, dz_all[1:].reshape((T - 1) * B, G),
-               later_steps)
-        for i in range(H):
-            row, add = dW_h[i], later_steps[i]
-            for k in range(G):
-                row[k] += add[k]
-    column_sums(dz_2d, db)
+    gradients_after_the_loop(x, h0, h_all, W_x, dz_all, dx, dW_x, dW_h, db)
 
 
 @njit(**_JIT_OPTIONS)
@@ -283,6 +260,24 @@ def add_arrays(a, b, out):
     """``out = a + b`` for 1-D arrays of one length; ``out`` may be ``a`` or ``b``."""
     for k in range(out.shape[0]):
         out[k] = a[k] + b[k]
+
+
+@njit(**_JIT_OPTIONS)
+def dropout(src, k0, k1, threshold, scale, out):
+    """Inverted dropout of a flat array: ``out[i] = src[i] * scale`` where element ``i``
+    survives, ``src[i] * 0`` where it is dropped (a NaN stays NaN, as in torch).
+
+    src, out   (n,)  one float dtype; ``out`` may be ``src``
+    k0, k1     int   the mask's key, each in 0 .. 2**32 - 1 (``kernels/math/dropout.py``):
+                     the same key gives the same mask, on every backend
+    threshold  int   ``round(p * 2**32)``: element i is dropped when its hash is below it
+    scale            scalar of the dtype, ``1 / (1 - p)``
+
+    The backward pass calls it with the forward's key on the gradient: the same mask.
+    """
+    zero = scale - scale
+    for i in range(out.shape[0]):
+        out[i] = src[i] * (scale if dropout_math.keep(i, k0, k1, threshold) else zero)
 
 
 @njit(**_JIT_OPTIONS)

@@ -124,6 +124,17 @@ def choice() -> str:
     raise ValueError(f"{ENVIRONMENT_VARIABLE}={value!r}: expected one of {names}")
 
 
+def require_blas(feature: str) -> None:
+    """For a pass only the BLAS loops implement (``feature``, e.g. proj_size): ``ValueError``
+    when ``NBLSTM_CPU_GEMM`` forces the packed micro-kernel; ``auto`` routes such a pass to
+    BLAS."""
+    value = choice()
+    if value not in ("auto", "blas"):
+        raise ValueError(f"{ENVIRONMENT_VARIABLE}={value} forces the packed micro-kernel, which "
+                         f"does not implement {feature}: use {ENVIRONMENT_VARIABLE}=auto or "
+                         f"blas for this model")
+
+
 def plan(dtype, step_macs: int, backward: bool = False) -> Plan | None:
     """The configuration for a call on ``dtype`` data whose recurrent product has
     ``step_macs`` multiply-adds per step (``backward``: for the backward pass); ``None``

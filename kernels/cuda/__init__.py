@@ -15,8 +15,9 @@ Importing this package loads numba-cuda but touches no GPU driver; kernels compi
 first launch.
 """
 from ..contract import TWIN_FUNCTIONS
-from .lstm import (add_arrays, copy_time_steps, gather_steps, linear_softmax,
-                   lstm_gates_backward, lstm_gates_forward, lstm_sequence_backward,
+from .lstm import (add_arrays, copy_time_steps, dropout, gather_steps, linear_softmax,
+                   lstm_gates_backward, lstm_gates_forward, lstm_projected_sequence_backward,
+                   lstm_projected_sequence_forward, lstm_sequence_backward,
                    lstm_sequence_forward, reverse_axes_copy)
 from .training import (adam_update, gather_rows, scale_in_place, sgd_momentum_update,
                        sgd_update, softmax_cross_entropy_rows, sum_of_squares)

@@ -160,6 +160,12 @@ class DeviceArrayModule:
         return out
 
     @classmethod
+    def ones(cls, shape, dtype):
+        out = cls.empty(shape, dtype)
+        fill(out, 1)
+        return out
+
+    @classmethod
     def zeros_like(cls, array):
         return cls.zeros(array.shape, array.dtype)
 

@@ -22,7 +22,7 @@ CuPy arrays or all numba device arrays (the dispatcher makes sure of that).
 import numpy as np
 
 from ..config import SIMULATOR
-from ..math import gates
+from ..math import dropout as dropout_math, gates
 from ..math.softmax import add_bias_softmax_in_place, shifted_exp
 from .launch import Launch
 from .target import cuda, simulator_twin
@@ -149,7 +149,58 @@ def _gather_steps_kernel(src, lengths, offset, out):
             out[b, j] = src[s, b, j]
 
 
+@cuda.jit
+def _projected_hidden_gradient_kernel(dh_all, dh_recurrent, dh_n, lengths, dh_total, t):
+    """Step ``t`` of a projected LSTM's BPTT: ``dh_total[t]`` (B, P) = dLoss/dh_t, the output
+    gradient plus the recurrent one (``dh_n`` at a row's last step), zero at padding."""
+    k, row = cuda.grid(2)
+    if row < dh_total.shape[1] and k < dh_total.shape[2]:
+        length = lengths[row]
+        if t >= length:
+            dh_total[t, row, k] = 0
+        elif t == length - 1:
+            dh_total[t, row, k] = dh_all[t, row, k] + dh_n[row, k]
+        else:
+            dh_total[t, row, k] = dh_all[t, row, k] + dh_recurrent[row, k]
+
+
+@cuda.jit
+def _dropout_kernel(src, k0, k1, threshold, scale, out):
+    """``out[i] = src[i] * (scale or 0)`` by the keyed hash of ``kernels/math/dropout.py``:
+    the mask of the CPU kernel, element for element."""
+    zero = scale - scale
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = src[i] * (scale if dropout_math.keep(i, k0, k1, threshold) else zero)
+
+
 # ------------------------------------------------------------------------- host side
+
+def _input_projection(run, x, W_x, b, gates_all) -> None:
+    """``gates_all[t] = x_t @ W_x + b`` for every step: one GEMM and one bias launch."""
+    T, B, X = x.shape
+    G = W_x.shape[1]
+    z_x_all = gates_all.reshape(T * B, G)
+    run.gemm(x.reshape(T * B, X), W_x, z_x_all)
+    run.launch_2d(_add_bias_kernel, G, T * B)(run.kernel_arg(z_x_all), run.kernel_arg(b))
+
+
+def _gradients_after_the_loop(run, x, h0, h_all, W_x, dz_all, dx, dW_x, dW_h, db) -> None:
+    """``dx``, ``dW_x``, ``dW_h`` and ``db`` from ``dz_all`` once BPTT's time loop is done
+    (see ``kernels.cpu.loops.gradients_after_the_loop``): GEMMs over all steps."""
+    T, B, X = x.shape
+    R = h0.shape[1]
+    G = dz_all.shape[2]
+    dz_2d = dz_all.reshape(T * B, G)
+    W_x_T = run.empty((G, X), x.dtype)
+    run.copy(run.transpose(W_x), W_x_T)
+    run.gemm(dz_2d, W_x_T, dx.reshape(T * B, X))
+    run.gemm(run.transpose(x.reshape(T * B, X)), dz_2d, dW_x)
+    run.gemm(run.transpose(h0), dz_all[0], dW_h)
+    if T > 1:
+        run.gemm(run.transpose(h_all[:T - 1].reshape((T - 1) * B, R)),
+                 dz_all[1:].reshape((T - 1) * B, G), dW_h, accumulate=True)
+    run.launch_1d(_column_sums_kernel, G)(run.kernel_arg(dz_2d), run.kernel_arg(db))
+
 
 def lstm_gates_forward(z, z_h, c_prev, c_out, h_out):
     """Fused gate update of one step; see ``kernels.cpu.lstm.lstm_gates_forward``."""
@@ -182,26 +233,33 @@ def lstm_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all):
     One GEMM for the input projection of all steps, one bias launch, then per step one GEMM
     ``h_{t-1} @ W_h`` and one fused gate launch.
     """
-    T, B, X = x.shape
-    H = h0.shape[1]
+    _forward_loop(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all)
+
+
+def _forward_loop(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all, W_r=None, m_all=None):
+    """The forward time loop, with the projection ``h_t = m_t @ W_r`` after each step's gate
+    launch when ``W_r`` is given (the gate kernel then writes ``m_t`` into ``m_all``)."""
+    T, B, _ = x.shape
+    H = c0.shape[1]
     G = W_h.shape[1]
     with Launch(x) as run:
         z_h = run.empty((B, G), x.dtype)
-        z_x_all = gates_all.reshape(T * B, G)
-        run.gemm(x.reshape(T * B, X), W_x, z_x_all)
-        run.launch_2d(_add_bias_kernel, G, T * B)(run.kernel_arg(z_x_all), run.kernel_arg(b))
+        _input_projection(run, x, W_x, b, gates_all)
+        unprojected = h_all if W_r is None else m_all
         k_gates, k_z_h, k_c0, k_c, k_h = (run.kernel_arg(a) for a in (gates_all, z_h, c0,
-                                                                      c_all, h_all))
+                                                                      c_all, unprojected))
         gate_launch = run.launch_2d(_gates_forward_kernel, H, B)
         for t in range(T):
             run.gemm(h0 if t == 0 else h_all[t - 1], W_h, z_h)
             gate_launch(k_gates, k_z_h, k_c0, k_c, k_h, t)
+            if W_r is not None:
+                run.gemm(m_all[t], W_r, h_all[t])
 
 
 def lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n,
                            lengths, dx, dh0, dc0, dW_x, dW_h, db):
     """Backpropagation through time; see ``kernels.cpu.lstm.lstm_sequence_backward``."""
-    T, B, X = x.shape
+    T, B, _ = x.shape
     H = h0.shape[1]
     G = W_h.shape[1]
     with Launch(x) as run:
@@ -217,17 +275,59 @@ def lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
             gate_launch(*k_args, t)  # dc0 carries dLoss/dc_t through the loop
             run.gemm(dz_all[t], W_h_T, dh_recurrent)
         run.copy(dh_recurrent, dh0)
+        _gradients_after_the_loop(run, x, h0, h_all, W_x, dz_all, dx, dW_x, dW_h, db)
 
-        dz_2d = dz_all.reshape(T * B, G)
-        W_x_T = run.empty((G, X), x.dtype)
-        run.copy(run.transpose(W_x), W_x_T)
-        run.gemm(dz_2d, W_x_T, dx.reshape(T * B, X))
-        run.gemm(run.transpose(x.reshape(T * B, X)), dz_2d, dW_x)
-        run.gemm(run.transpose(h0), dz_all[0], dW_h)
-        if T > 1:
-            run.gemm(run.transpose(h_all[:T - 1].reshape((T - 1) * B, H)),
-                     dz_all[1:].reshape((T - 1) * B, G), dW_h, accumulate=True)
-        run.launch_1d(_column_sums_kernel, G)(run.kernel_arg(dz_2d), run.kernel_arg(db))
+
+def lstm_projected_sequence_forward(x, h0, c0, W_x, W_h, b, W_r, h_all, c_all, m_all,
+                                    gates_all):
+    """Forward of a projected LSTM; see
+    ``kernels.cpu.projected_lstm.lstm_projected_sequence_forward``. Per step: the recurrent
+    GEMM, the fused gate launch (writing ``m_t``), then the projection GEMM ``m_t @ W_r``."""
+    _forward_loop(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all, W_r, m_all)
+
+
+def lstm_projected_sequence_backward(x, h0, c0, W_x, W_h, W_r, h_all, c_all, m_all, gates_all,
+                                     dh_all, dh_n, dc_n, lengths, dx, dh0, dc0, dW_x, dW_h,
+                                     dW_r, db):
+    """BPTT of a projected LSTM; see
+    ``kernels.cpu.projected_lstm.lstm_projected_sequence_backward``."""
+    T, B, _ = x.shape
+    H = c0.shape[1]
+    P = h0.shape[1]
+    G = W_h.shape[1]
+    with Launch(x) as run:
+        dz_all = run.empty((T, B, G), x.dtype)
+        dh_total = run.empty((T, B, P), x.dtype)
+        dm_all = run.empty((T, B, H), x.dtype)
+        W_h_T = run.empty((G, P), x.dtype)
+        run.copy(run.transpose(W_h), W_h_T)
+        W_r_T = run.empty((P, H), x.dtype)
+        run.copy(run.transpose(W_r), W_r_T)
+        dh_recurrent = run.empty((B, P), x.dtype)  # written before it is read (step T-1
+        # takes dh_n for every row that is not padding)
+        # dm_all holds the whole gradient of m_t: the gate kernel's own hidden-gradient
+        # inputs stay zero
+        no_gradient = run.zeros((B, H), x.dtype)
+        k_hidden = [run.kernel_arg(a) for a in (dh_all, dh_recurrent, dh_n, lengths, dh_total)]
+        k_gates = [run.kernel_arg(a) for a in (gates_all, c0, c_all, dm_all, no_gradient, dc0,
+                                               no_gradient, dc_n, lengths, dz_all)]
+        hidden_launch = run.launch_2d(_projected_hidden_gradient_kernel, P, B)
+        gate_launch = run.launch_2d(_gates_backward_kernel, H, B)
+        for t in range(T - 1, -1, -1):
+            hidden_launch(*k_hidden, t)
+            run.gemm(dh_total[t], W_r_T, dm_all[t])
+            gate_launch(*k_gates, t)  # dc0 carries dLoss/dc_t through the loop
+            run.gemm(dz_all[t], W_h_T, dh_recurrent)
+        run.copy(dh_recurrent, dh0)
+        run.gemm(run.transpose(m_all.reshape(T * B, H)), dh_total.reshape(T * B, P), dW_r)
+        _gradients_after_the_loop(run, x, h0, h_all, W_x, dz_all, dx, dW_x, dW_h, db)
+
+
+def dropout(src, k0, k1, threshold, scale, out):
+    """Inverted dropout of a flat array; see ``kernels.cpu.lstm.dropout`` (same mask)."""
+    with Launch(out) as run:
+        run.launch_grid_stride(_dropout_kernel, out.shape[0])(
+            run.kernel_arg(src), int(k0), int(k1), int(threshold), scale, run.kernel_arg(out))
 
 
 def copy_time_steps(src, lengths, reverse, out):
