@@ -185,6 +185,17 @@ def test_forged_headers_are_refused_before_any_allocation(tmp_path, model_file, 
     assert peak < 8 << 20, f"{peak} bytes allocated to refuse a forged header"
 
 
+def test_a_file_from_before_dropout_and_proj_size_loads(tmp_path, model_file):
+    """Files written before the dropout and proj_size keys existed mean 0 for both."""
+    model, _ = model_file
+    config = {k: v for k, v in model.config().items() if k not in ("dropout", "proj_size")}
+    path = _write_npz(tmp_path / "old.npz", _header(config), _model_arrays(model))
+    loaded = LSTM.load(path)
+    assert (loaded.dropout, loaded.proj_size) == (0.0, 0)
+    x = np.random.default_rng(0).standard_normal((2, 1, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(x)[0], model(x)[0])
+
+
 def test_infer_exits_2_for_every_unreadable_model(tmp_path, model_file, capsys):
     model, _ = model_file
     inputs = tmp_path / "x.npy"
