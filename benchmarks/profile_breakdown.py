@@ -2,16 +2,15 @@
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/profile_breakdown.py
 
-For each pass, times (median of 5, in one process) the whole kernel and the pieces it is
-made of, run alone on the same buffers: its GEMMs (``kernels/cpu/gemm_floor.py``) and its fused
+For each pass, times (steady state, ``nblstm._timing``: median of 5 samples of back-to-back
+calls, in one process) the whole kernel and the pieces it is made of, run alone on the same
+buffers: its GEMMs (``kernels/cpu/gemm_floor.py``) and its fused
 gate loops. "rest" is what neither explains: bias pass, copies, allocation and page faults,
 and the time the BLAS threads spend idle while the (single-threaded) gate loop runs.
 """
-import time
-
 import numpy as np
 
-from nblstm import bench, ops
+from nblstm import _timing, bench, ops
 from nblstm._dispatch import CPU
 from nblstm.kernels import cpu
 from nblstm.kernels.cpu import gemm_floor
@@ -20,13 +19,7 @@ from nblstm.kernels.cpu import gemm_floor
 
 def median_ms(fn, n=5):
     fn()
-    times = []
-    for _ in range(n):
-        time.sleep(bench.COOLDOWN_S)
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[n // 2] * 1e3
+    return _timing.median(_timing.time_steady({"run": fn}, samples=n)["run"]) * 1e3
 
 
 def main():

@@ -3,24 +3,20 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/seed_forward.py
 
 Times ``lstm_forward`` and ``lstm_forward + lstm_backward`` of nblstm and of
-``nblstm.reference`` on the same problem, interleaved, median of repeated runs, and prints
-the ratios plus the BLAS in use. (The full harness with torch and GEMM floors is
-``nblstm bench``, a later issue.) ``--json PATH`` also writes the numbers.
+``nblstm.reference`` on the same problem in steady state (``nblstm._timing``: interleaved
+samples of back-to-back calls, median), and prints the ratios plus the BLAS in use. (The
+full harness with torch and GEMM floors is ``nblstm bench``.) ``--json PATH`` also writes
+the numbers.
 """
 import argparse
 import json
 import os
 import platform
-import statistics
-import time
 
 import numpy as np
 
 import nblstm
-from nblstm import reference
-
-
-COOLDOWN_S = 0.3
+from nblstm import _timing, reference
 
 
 def problem(n_x, m, T, n_a, n_y, dtype, seed=0):
@@ -50,22 +46,15 @@ def main():
         impls = {"nblstm": nblstm, "reference": reference}
         for impl in impls.values():  # warm-up (compilation)
             impl.lstm_backward(da, impl.lstm_forward(x, a0, params)[3])
-        times = {(name, kind): [] for name in impls for kind in ("forward", "forward+backward")}
-        for _ in range(args.repeats):
-            for name, impl in impls.items():
-                # numpy and scipy each load their own OpenBLAS, whose threads keep spinning
-                # ~0.1 s after a call and would steal the cores from the next library timed
-                time.sleep(COOLDOWN_S)
-                start = time.perf_counter()
-                caches = impl.lstm_forward(x, a0, params)[3]
-                middle = time.perf_counter()
-                impl.lstm_backward(da, caches)
-                end = time.perf_counter()
-                times[(name, "forward")].append(middle - start)
-                times[(name, "forward+backward")].append(end - start)
+        runs = {}
+        for name, impl in impls.items():
+            runs[(name, "forward")] = lambda impl=impl: impl.lstm_forward(x, a0, params)
+            runs[(name, "forward+backward")] = lambda impl=impl: impl.lstm_backward(
+                da, impl.lstm_forward(x, a0, params)[3])
+        times = _timing.time_steady(runs, samples=args.repeats)
         for kind in ("forward", "forward+backward"):
-            ours = statistics.median(times[("nblstm", kind)])
-            ref = statistics.median(times[("reference", kind)])
+            ours = _timing.median(times[("nblstm", kind)])
+            ref = _timing.median(times[("reference", kind)])
             results.append({"dtype": np.dtype(dtype).name, "pass": kind, "nblstm_s": ours,
                             "reference_s": ref, "reference_over_nblstm": ref / ours})
     try:

@@ -1,36 +1,42 @@
 """The benchmark harness behind ``nblstm bench`` and ``benchmarks/run_grid.py``.
 
-Honest by construction: every peer runs in this one process on the same shapes and dtype,
-interleaved round by round (so drifting clocks and neighbours hit everyone alike), and the
-reported time is the median of the rounds. Peers:
+What users call, timed as loops call it (``nblstm._timing``): every peer runs in this one
+process on the same shapes, dtype and weights, samples of back-to-back calls interleaved
+peer by peer, the median of the samples reported; a cold single-call latency is a separate
+column. Peers:
 
-- ``nblstm``: the fused kernels on time-major arrays (``nblstm.ops``), CPU; ``nblstm-cuda``
-  on CuPy arrays when a real GPU and CuPy are there.
-- ``torch``: ``torch.nn.LSTM`` with the same thread count (CPU; ``torch-cuda`` = cuDNN).
+- ``nblstm``: the layer, ``nblstm.LSTM`` on NumPy arrays (CPU); ``nblstm-cuda`` on CuPy
+  arrays when a real GPU and CuPy are there.
+- ``torch``: ``torch.nn.LSTM`` with the same weights and thread count (CPU; ``torch-cuda``
+  = cuDNN).
 - ``seed`` and ``reference``: nblstm's seed-compatible API against the plain NumPy
   reference (both in the course's layout, with a small softmax output layer).
 - ``gemm``: only the GEMMs of nblstm's algorithm, same shapes, same BLAS: the floor.
 
-Passes: ``inference`` (forward, nothing kept for backward; the seed API has no inference
-mode, so ``seed``/``reference`` run their forward with caches) and ``training`` (forward
-plus backward). Between timed runs the harness sleeps briefly: numpy's and scipy's
-OpenBLAS and torch's OpenMP threads keep spinning ~0.1 s after a call and would steal the
-cores from the next peer timed.
+Passes: ``inference`` (``lstm(x)`` / ``torch.inference_mode()``; the seed API has no
+inference mode, so ``seed``/``reference`` run their forward with caches), ``training``
+(forward plus backward of ``sum(out * d_out)``) and ``step`` (a training step: forward,
+backward and an Adam step, ``nblstm.training.Adam`` against ``torch.optim.Adam``; the seed
+API has no optimizer and is not timed there).
+
+The GEMM peak that ``%peak`` refers to is measured in the same process (the best of several
+large GEMMs, before and after the timings); a row above 100% means the peak was measured on
+a busy machine, and the table says so instead of printing it as a result.
 """
 import json
 import os
-import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from . import _environment, ops, reference, seed
-from ._dispatch import (CPU, Backend, backend_named, cuda_unavailable_reason,
-                        device_array_kind)
+from . import _environment, _timing, reference, seed
+from ._dispatch import cuda_unavailable_reason, device_array_kind
 from ._files import atomic_open
 from ._progress import progress_bar
+from .layers import LSTM
+from .training import Adam
 
 #: (T, B, X, H) of the grid, by size class.
 GRID = {
@@ -39,16 +45,24 @@ GRID = {
     "large": [(100, 128, 512, 512), (20, 256, 1024, 1024)],
 }
 QUICK_SHAPES = [(50, 1, 32, 32), (50, 16, 64, 64), (100, 64, 256, 256)]
-PASSES = ("inference", "training")
+PASSES = ("inference", "training", "step")
 OUTPUT_CLASSES = 8  # n_y of the seed API's softmax layer
-COOLDOWN_S = 0.15
+#: Steady-state sampling: each sample lasts at least this long (auto-ranged calls).
+MIN_SAMPLE_S = 0.2
+#: Cold latency: one call after this much idleness, this many times.
+COLD_IDLE_S = 0.5
+COLD_REPEATS = 3
+#: The learning rate of the ``step`` pass's Adam (both peers; small, so the weights stay
+#: in a normal range over thousands of steps).
+STEP_LR = 1e-4
 
 
 def gemm_flops(T: int, B: int, X: int, H: int, pass_name: str) -> float:
     """Floating-point operations of the algorithm's GEMMs (the gate math is O(T*B*H)).
 
     Forward: ``2*T*B*(X + H)*4H``. Backward: three more GEMMs of the same size each
-    (``dh_{t-1}``, ``dx`` with ``dW_x``, ``dW_h``), so training is 3x the forward.
+    (``dh_{t-1}``, ``dx`` with ``dW_x``, ``dW_h``), so training is 3x the forward; an
+    optimizer step adds O(parameters), no GEMM.
     """
     forward = 2.0 * T * B * (X + H) * 4 * H
     return forward if pass_name == "inference" else 3 * forward
@@ -56,13 +70,15 @@ def gemm_flops(T: int, B: int, X: int, H: int, pass_name: str) -> float:
 
 @dataclass
 class Case:
-    """One shape and dtype, with its arrays in both layouts."""
+    """One shape and dtype: the model every peer runs (its weights) and the inputs, in
+    both layouts."""
     T: int
     B: int
     X: int
     H: int
     dtype: np.dtype
     arrays: dict = field(default_factory=dict)
+    model: LSTM | None = None
 
     @property
     def label(self) -> str:
@@ -71,20 +87,22 @@ class Case:
     def build(self, seed_value: int = 0) -> "Case":
         rng = np.random.default_rng(seed_value)
         T, B, X, H, dt = self.T, self.B, self.X, self.H, self.dtype
-        scale = 1 / np.sqrt(X + H)
+        self.model = LSTM(X, H, dtype=dt, seed=seed_value)
+        p = self.model.parameters()
         a = self.arrays
         a["x"] = rng.standard_normal((T, B, X)).astype(dt)
-        a["h0"] = np.zeros((B, H), dt)
-        a["c0"] = np.zeros((B, H), dt)
-        a["W_x"] = (rng.standard_normal((X, 4 * H)) * scale).astype(dt)
-        a["W_h"] = (rng.standard_normal((H, 4 * H)) * scale).astype(dt)
-        a["b"] = np.zeros(4 * H, dt)
+        a["W_x"] = np.ascontiguousarray(p["weight_ih_l0"].T)
+        a["W_h"] = np.ascontiguousarray(p["weight_hh_l0"].T)
+        a["b"] = p["bias_ih_l0"] + p["bias_hh_l0"]
+        a["h0"], a["c0"] = np.zeros((B, H), dt), np.zeros((B, H), dt)
         a["d_out"] = rng.standard_normal((T, B, H)).astype(dt)
         params = {}
-        for gate in "fico":
-            params["W" + gate] = (rng.standard_normal((H, H + X)) * scale).astype(dt)
-            params["b" + gate] = np.zeros((H, 1), dt)
-        params["Wy"] = (rng.standard_normal((OUTPUT_CLASSES, H)) * scale).astype(dt)
+        for k, gate in enumerate("ifco"):  # the seed's letters of torch's (i, f, g, o)
+            rows = slice(k * H, (k + 1) * H)
+            params["W" + gate] = np.ascontiguousarray(np.concatenate(
+                [p["weight_hh_l0"][rows], p["weight_ih_l0"][rows]], axis=1))
+            params["b" + gate] = (p["bias_ih_l0"][rows] + p["bias_hh_l0"][rows])[:, None]
+        params["Wy"] = (rng.standard_normal((OUTPUT_CLASSES, H)) / np.sqrt(H)).astype(dt)
         params["by"] = np.zeros((OUTPUT_CLASSES, 1), dt)
         a["seed_parameters"] = params
         a["seed_x"] = np.ascontiguousarray(a["x"].transpose(2, 1, 0))
@@ -95,21 +113,30 @@ class Case:
 
 # ------------------------------------------------------------------------------- peers
 
-def _nblstm_runner(case: Case, pass_name: str, backend: Backend = CPU,
-                   sync: Callable = lambda: None) -> Callable:
-    a = {k: backend.adopt(v) for k, v in case.arrays.items() if not k.startswith("seed")}
-    zeros = backend.xp.zeros(a["h0"].shape, a["h0"].dtype)
+def _layer_runner(case: Case, pass_name: str, device: str = "cpu",
+                  sync: Callable = lambda: None) -> Callable:
+    """``nblstm.LSTM`` as a user calls it (a copy of the case's model, so the step pass's
+    updates change no other peer's weights)."""
+    lstm = LSTM(case.X, case.H, dtype=case.dtype)
+    lstm.parameters().update({k: v.copy() for k, v in case.model.parameters().items()})
+    x, d_out = case.arrays["x"], case.arrays["d_out"]
+    if device == "cuda":
+        import cupy
+        lstm.to("cuda")
+        x, d_out = cupy.asarray(x), cupy.asarray(d_out)
     if pass_name == "inference":
         def run():
-            ops.sequence_inference(backend, a["x"], a["h0"], a["c0"], a["W_x"], a["W_h"], a["b"])
+            lstm(x)
             sync()
-    else:
-        def run():
-            h_all, c_all, gates = ops.sequence_forward(backend, a["x"], a["h0"], a["c0"],
-                                                       a["W_x"], a["W_h"], a["b"])
-            ops.sequence_backward(backend, a["x"], a["h0"], a["c0"], a["W_x"], a["W_h"], h_all,
-                                  c_all, gates, a["d_out"], zeros, zeros)
-            sync()
+        return run
+    optimizer = Adam(lstm.parameters(), lr=STEP_LR) if pass_name == "step" else None
+
+    def run():
+        _, _, cache = lstm.forward(x, train=True)
+        _, _, grads = lstm.backward(cache, d_out)
+        if optimizer is not None:
+            optimizer.step(grads)
+        sync()
     return run
 
 
@@ -136,49 +163,44 @@ def _gemm_floor_runner(case: Case, pass_name: str) -> Callable:
 
     def run():
         gemm_floor.forward_gemms(a["x"], a["W_x"], a["W_h"], h_all, z_all, z_h)
-        if pass_name == "training":
+        if pass_name != "inference":
             gemm_floor.backward_gemms(a["x"], W_x_T, W_h_T, h_all, z_all, dh, dx, dW_x, dW_h)
     return run
 
 
 def _torch_runner(torch, case: Case, pass_name: str, device: str = "cpu") -> Callable:
-    a = case.arrays
-    dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[case.dtype]
-    lstm = torch.nn.LSTM(case.X, case.H, dtype=dtype, device=device)
-    with torch.no_grad():
-        lstm.weight_ih_l0.copy_(torch.from_numpy(a["W_x"].T.copy()))
-        lstm.weight_hh_l0.copy_(torch.from_numpy(a["W_h"].T.copy()))
-        lstm.bias_ih_l0.zero_()
-        lstm.bias_hh_l0.zero_()
+    from ._torch_interop import build_module
+    module = build_module(case.model.config(), case.model.parameters(), device == "cuda")
     to = lambda v: torch.from_numpy(v).to(device)
-    x, h0, c0, d_out = to(a["x"]), to(a["h0"])[None], to(a["c0"])[None], to(a["d_out"])
+    x, d_out = to(case.arrays["x"]), to(case.arrays["d_out"])
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     if pass_name == "inference":
         def run():
             with torch.inference_mode():
-                lstm(x, (h0, c0))
+                module(x)
             sync()
-    else:
-        x_train = x.clone().requires_grad_()
+        return run
+    optimizer = torch.optim.Adam(module.parameters(), lr=STEP_LR) if pass_name == "step" else None
 
-        def run():
-            lstm.zero_grad(set_to_none=True)
-            x_train.grad = None
-            out, _ = lstm(x_train, (h0, c0))
-            out.backward(d_out)
-            sync()
+    def run():
+        module.zero_grad(set_to_none=True)
+        out, _ = module(x)
+        out.backward(d_out)
+        if optimizer is not None:
+            optimizer.step()
+        sync()
     return run
 
 
 def available_peers(include_reference: bool = True) -> tuple[dict, list[str]]:
-    """Peer name -> factory(case, pass) -> run(); plus notes on peers that are missing."""
-    peers = {"nblstm": _nblstm_runner}
+    """Peer name -> factory(case, pass) -> run(), or None where the peer has no such pass;
+    plus notes on peers that are missing."""
+    peers = {"nblstm": _layer_runner}
     notes = []
     if cuda_unavailable_reason() is None and device_array_kind() == "cupy":
         import cupy
         sync = cupy.cuda.get_current_stream().synchronize
-        gpu = backend_named("cuda")
-        peers["nblstm-cuda"] = lambda c, p: _nblstm_runner(c, p, gpu, sync)
+        peers["nblstm-cuda"] = lambda c, p: _layer_runner(c, p, "cuda", sync)
     try:
         import torch
     except ImportError:
@@ -189,18 +211,20 @@ def available_peers(include_reference: bool = True) -> tuple[dict, list[str]]:
         peers["torch"] = lambda c, p: _torch_runner(torch, c, p)
         if torch.cuda.is_available():
             peers["torch-cuda"] = lambda c, p: _torch_runner(torch, c, p, "cuda")
-    peers["seed"] = lambda c, p: _seed_api_runner(seed, c, p)
+    peers["seed"] = lambda c, p: None if p == "step" else _seed_api_runner(seed, c, p)
     if include_reference:
-        peers["reference"] = lambda c, p: _seed_api_runner(reference, c, p)
+        peers["reference"] = lambda c, p: (None if p == "step"
+                                           else _seed_api_runner(reference, c, p))
     peers["gemm"] = _gemm_floor_runner
     return peers, notes
 
 
 # ----------------------------------------------------------------------------- measure
 
-def gemm_peak(dtype, size: int = 2048, repeats: int = 5) -> dict:
+def gemm_peak(dtype, size: int = 2048, repeats: int = 7) -> dict:
     """Best GFLOP/s of a large square GEMM with the BLAS libraries present (numpy's; torch's
-    when installed): the machine's practical GEMM peak for this dtype."""
+    when installed), the best of ``repeats`` back-to-back runs each: the machine's practical
+    GEMM peak for this dtype, measured now, in this process."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size)).astype(dtype)
     b = rng.standard_normal((size, size)).astype(dtype)
@@ -216,13 +240,18 @@ def gemm_peak(dtype, size: int = 2048, repeats: int = 5) -> dict:
         fn()
         times = []
         for _ in range(repeats):
-            time.sleep(COOLDOWN_S)
             start = time.perf_counter()
             fn()
             times.append(time.perf_counter() - start)
         best[name] = 2.0 * size ** 3 / min(times) / 1e9
     library = max(best, key=best.get)
     return {"gflops": best[library], "library": library, "all": best, "size": size}
+
+
+def _best_peak(first: dict, second: dict) -> dict:
+    best = dict(first if first["gflops"] >= second["gflops"] else second)
+    best["measurements"] = [first["gflops"], second["gflops"]]
+    return best
 
 
 def environment() -> dict:
@@ -245,8 +274,11 @@ def environment() -> dict:
 
 def run_benchmark(shapes, dtypes=("float32", "float64"), passes=PASSES, repeats: int = 5,
                   include_reference: bool = True, threads: int | None = None,
-                  peak_size: int = 2048) -> dict:
-    """Time every peer on every (shape, dtype, pass); returns the results document."""
+                  peak_size: int = 2048, min_sample_s: float = MIN_SAMPLE_S,
+                  cold_repeats: int = COLD_REPEATS) -> dict:
+    """Time every peer on every (shape, dtype, pass); returns the results document.
+    ``repeats``: steady-state samples per peer (median); ``cold_repeats``: cold calls (0:
+    no cold column)."""
     threads = threads or os.cpu_count()
     try:
         import torch
@@ -254,51 +286,60 @@ def run_benchmark(shapes, dtypes=("float32", "float64"), passes=PASSES, repeats:
     except ImportError:
         pass
     peers, notes = available_peers(include_reference)
+    peaks_before = {dt: gemm_peak(np.dtype(dt), peak_size) for dt in dtypes}
     document = {"environment": environment(), "notes": notes, "repeats": repeats,
-                "peaks": {dt: gemm_peak(np.dtype(dt), peak_size) for dt in dtypes}, "results": []}
+                "min_sample_s": min_sample_s, "cold": {"repeats": cold_repeats,
+                                                       "idle_s": COLD_IDLE_S},
+                "results": []}
     total = len(shapes) * len(dtypes) * len(passes) * len(peers) * (repeats + 1)
-    with progress_bar(total, "nblstm bench", unit="run") as bar:
+    raw = []
+    with progress_bar(total, "nblstm bench", unit="sample") as bar:
         for T, B, X, H in shapes:
             for dt in dtypes:
                 case = Case(T, B, X, H, np.dtype(dt)).build()
                 for pass_name in passes:
                     runs = {}
                     for name, factory in peers.items():
-                        runs[name] = factory(case, pass_name)
-                        runs[name]()  # warm-up: compilation, allocator, caches
+                        run = factory(case, pass_name)
+                        if run is None:
+                            continue
+                        run()  # warm-up: compilation, allocator, caches
+                        runs[name] = run
                         bar.update()
-                    times = time_interleaved(runs, repeats, after_each=bar.update)
-                    document["results"].append(_summarise(case, pass_name, times,
-                                                          document["peaks"][dt]["gflops"]))
+                    times = _timing.time_steady(runs, repeats, min_sample_s,
+                                                after_each=bar.update)
+                    cold = (_timing.time_cold({k: runs[k] for k in runs if k != "gemm"},
+                                              cold_repeats, COLD_IDLE_S)
+                            if cold_repeats else {})
+                    raw.append((case, pass_name, times, cold))
+    peaks_after = {dt: gemm_peak(np.dtype(dt), peak_size) for dt in dtypes}
+    document["peaks"] = {dt: _best_peak(peaks_before[dt], peaks_after[dt]) for dt in dtypes}
+    for case, pass_name, times, cold in raw:
+        document["results"].append(_summarise(case, pass_name, times, cold,
+                                              document["peaks"][case.dtype.name]["gflops"]))
+    if any(row["peak_suspect"] for row in document["results"]):
+        document["notes"].append("a row exceeds 100% of the GEMM peak: the peak was measured "
+                                 "while the machine was busy; rerun on an idle machine "
+                                 "(marked '!' in %peak)")
     return document
 
 
-def time_interleaved(runs: dict[str, Callable], repeats: int,
-                     after_each: Callable = lambda: None) -> dict[str, list[float]]:
-    """Seconds of each run, ``repeats`` rounds, every run once per round (so drifting clocks
-    and neighbours hit all peers alike), with a cool-down before each timed call."""
-    times = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            time.sleep(COOLDOWN_S)
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-            after_each()
-    return times
-
-
-def _summarise(case: Case, pass_name: str, times: dict, peak_gflops: float) -> dict:
-    median = {name: statistics.median(values) for name, values in times.items()}
+def _summarise(case: Case, pass_name: str, times: dict, cold: dict,
+               peak_gflops: float) -> dict:
+    median = {name: _timing.median(values) for name, values in times.items()}
     flops = gemm_flops(case.T, case.B, case.X, case.H, pass_name)
     row = {"shape": [case.T, case.B, case.X, case.H], "dtype": case.dtype.name,
            "pass": pass_name, "median_s": median, "all_s": times,
+           "cold_s": {name: _timing.median(values) for name, values in cold.items()},
            "gemm_gflop": flops / 1e9, "nblstm_gflops": flops / median["nblstm"] / 1e9}
     row["nblstm_percent_of_peak"] = 100 * row["nblstm_gflops"] / peak_gflops
     row["gemm_floor_percent_of_peak"] = 100 * flops / median["gemm"] / 1e9 / peak_gflops
+    row["peak_suspect"] = max(row["nblstm_percent_of_peak"],
+                              row["gemm_floor_percent_of_peak"]) > 100
     row["nblstm_over_gemm_floor"] = median["nblstm"] / median["gemm"]
     if "torch" in median:
         row["torch_over_nblstm"] = median["torch"] / median["nblstm"]
+        row["torch_percent_of_peak"] = 100 * flops / median["torch"] / 1e9 / peak_gflops
     if "reference" in median:
         row["reference_over_seed"] = median["reference"] / median["seed"]
     if "nblstm-cuda" in median and "torch-cuda" in median:
@@ -324,28 +365,40 @@ def format_table(document: dict) -> str:
         lines.append(f"WARNING: {set_vars} set: OpenBLAS runs a slower kernel; unset both "
                      "for benchmark runs")
     for dt, peak in document["peaks"].items():
+        measured = ("" if "measurements" not in peak else
+                    f", measured {' and '.join(f'{g:.0f}' for g in peak['measurements'])}")
         lines.append(f"{dt} GEMM peak: {peak['gflops']:.0f} GFLOP/s ({peak['library']}, "
-                     f"{peak['size']}^3)")
+                     f"{peak['size']}^3, best of runs before and after the timings"
+                     f"{measured})")
     for note in document["notes"]:
         lines.append(f"note: {note}")
+    lines.append(f"steady state: median of {document['repeats']} interleaved samples of "
+                 f"back-to-back calls (>= {document.get('min_sample_s', MIN_SAMPLE_S)} s "
+                 f"each); cold: one call after {COLD_IDLE_S} s idle (median)")
     header = (f"{'shape (T,B,X,H)':<20} {'dtype':<8} {'pass':<10} {'nblstm ms':>10} "
-              f"{'torch ms':>9} {'torch/nb':>8} {'seed ms':>9} {'ref ms':>9} {'ref/seed':>8} "
-              f"{'gemm ms':>9} {'nb/gemm':>7} {'GFLOP/s':>8} {'%peak':>6}")
+              f"{'torch ms':>9} {'torch/nb':>8} {'cold nb':>8} {'cold tc':>8} "
+              f"{'seed ms':>9} {'ref ms':>9} {'ref/seed':>8} {'gemm ms':>9} {'nb/gemm':>7} "
+              f"{'GFLOP/s':>8} {'%peak':>6} {'tc%pk':>6}")
     lines += [header, "-" * len(header)]
     for row in document["results"]:
-        m = row["median_s"]
-        cell = lambda name: f"{m[name] * 1e3:.2f}" if name in m else "-"
+        m, cold = row["median_s"], row.get("cold_s", {})
+        cell = lambda name, d=m: f"{d[name] * 1e3:.2f}" if name in d else "-"
         ratio = lambda key: f"{row[key]:.2f}x" if key in row else "-"
+        flag = "!" if row.get("peak_suspect") else ""
+        torch_peak = (f"{row['torch_percent_of_peak']:.1f}{flag}"
+                      if "torch_percent_of_peak" in row else "-")
         lines.append(
             f"{'(' + ','.join(map(str, row['shape'])) + ')':<20} {row['dtype']:<8} "
             f"{row['pass']:<10} {cell('nblstm'):>10} {cell('torch'):>9} "
-            f"{ratio('torch_over_nblstm'):>8} {cell('seed'):>9} {cell('reference'):>9} "
+            f"{ratio('torch_over_nblstm'):>8} {cell('nblstm', cold):>8} "
+            f"{cell('torch', cold):>8} {cell('seed'):>9} {cell('reference'):>9} "
             f"{ratio('reference_over_seed'):>8} {cell('gemm'):>9} "
             f"{row['nblstm_over_gemm_floor']:>6.2f}x {row['nblstm_gflops']:>8.1f} "
-            f"{row['nblstm_percent_of_peak']:>5.1f}%")
+            f"{row['nblstm_percent_of_peak']:>5.1f}{flag or ' '}{torch_peak:>6}")
         if "nblstm-cuda" in m:
             lines.append(f"{'':<20} {'':<8} {'GPU':<10} {cell('nblstm-cuda'):>10} "
-                         f"{cell('torch-cuda'):>9} {ratio('torch_cuda_over_nblstm_cuda'):>8}")
+                         f"{cell('torch-cuda'):>9} {ratio('torch_cuda_over_nblstm_cuda'):>8} "
+                         f"{cell('nblstm-cuda', cold):>8} {cell('torch-cuda', cold):>8}")
     return "\n".join(lines)
 
 

@@ -183,7 +183,8 @@ def bench(args: argparse.Namespace) -> int:
             return 2
     document = harness.run_benchmark(shapes, dtypes=args.dtypes, passes=args.passes,
                                      repeats=args.repeats,
-                                     include_reference=not args.no_reference)
+                                     include_reference=not args.no_reference,
+                                     min_sample_s=args.min_sample, cold_repeats=args.cold)
     print(harness.format_table(document))
     if args.json:
         harness.save_json(document, args.json)
@@ -285,11 +286,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--grid", default="quick",
                               choices=["quick", "tiny", "mid", "large", "full"],
                               help="shapes to run: quick = tiny + mid; full = tiny + mid + large")
-    bench_parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median)")
+    bench_parser.add_argument("--repeats", type=int, default=5,
+                              help="steady-state samples per peer (median), each of "
+                                   "back-to-back calls lasting >= --min-sample seconds")
+    bench_parser.add_argument("--min-sample", type=float, default=harness.MIN_SAMPLE_S,
+                              help="seconds a steady-state sample lasts at least")
+    bench_parser.add_argument("--cold", type=int, default=harness.COLD_REPEATS,
+                              help="cold single calls per peer (after an idle pause; 0: none)")
     bench_parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"],
                               choices=["float32", "float64"], help="dtypes to time")
-    bench_parser.add_argument("--passes", nargs="+", default=["inference", "training"],
-                              choices=["inference", "training"], help="passes to time")
+    bench_parser.add_argument("--passes", nargs="+", default=list(harness.PASSES),
+                              choices=list(harness.PASSES),
+                              help="passes to time: inference, training (forward + backward), "
+                                   "step (training + an Adam step)")
     bench_parser.add_argument("--no-reference", action="store_true",
                               help="skip the (slow) NumPy reference")
     bench_parser.add_argument("--json", metavar="PATH", help="write the results as JSON")

@@ -3,10 +3,12 @@ are asserted: speed is measured in benchmarks/, never tested)."""
 import json
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
 
-from nblstm import bench
+from nblstm import _timing, bench
 
 
 def test_gemm_flops_counts_the_algorithms_gemms():
@@ -14,27 +16,57 @@ def test_gemm_flops_counts_the_algorithms_gemms():
     forward = 2 * T * B * (X + H) * 4 * H
     assert bench.gemm_flops(T, B, X, H, "inference") == forward
     assert bench.gemm_flops(T, B, X, H, "training") == 3 * forward
+    assert bench.gemm_flops(T, B, X, H, "step") == 3 * forward
 
 
 def test_harness_times_every_peer_and_writes_json_and_png(tmp_path):
     pytest.importorskip("matplotlib")
-    document = bench.run_benchmark([(3, 2, 4, 5)], dtypes=("float64",), repeats=1,
-                                   peak_size=128)
+    document = bench.run_benchmark([(3, 2, 4, 5)], dtypes=("float64",), repeats=2,
+                                   peak_size=128, min_sample_s=0.005, cold_repeats=1)
     rows = document["results"]
-    assert [r["pass"] for r in rows] == ["inference", "training"]
+    assert [r["pass"] for r in rows] == ["inference", "training", "step"]
     for row in rows:
-        for peer in ("nblstm", "seed", "reference", "gemm"):
-            assert row["median_s"][peer] > 0
-        assert row["nblstm_gflops"] > 0 and row["reference_over_seed"] > 0
+        peers = ("nblstm", "gemm") + (() if row["pass"] == "step" else ("seed", "reference"))
+        for peer in peers:
+            assert row["median_s"][peer] > 0 and len(row["all_s"][peer]) == 2
+        assert row["cold_s"]["nblstm"] > 0 and "gemm" not in row["cold_s"]
+        assert row["nblstm_gflops"] > 0
+        assert isinstance(row["peak_suspect"], bool)
+    assert "seed" not in rows[2]["median_s"]  # the seed API has no optimizer step
+    assert rows[0]["reference_over_seed"] > 0
     env = document["environment"]
     assert env["blas"] and "numba_threading" in env and "cpu" in env
-    assert document["peaks"]["float64"]["gflops"] > 0
+    peak = document["peaks"]["float64"]
+    assert peak["gflops"] == max(peak["measurements"]) > 0
     table = bench.format_table(document)
-    assert "(3,2,4,5)" in table and "GEMM peak" in table
+    assert "(3,2,4,5)" in table and "GEMM peak" in table and "cold nb" in table
     bench.save_json(document, tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text())["results"][0]["shape"] == [3, 2, 4, 5]
     bench.plot(document, tmp_path / "r.png")
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_steady_state_samples_are_back_to_back_calls_auto_ranged():
+    calls = []
+
+    def run():
+        calls.append(time.perf_counter())
+        time.sleep(0.002)
+
+    assert _timing.autorange(run, 0.02) in (10, 20)  # 1, 2, 5: too short; 10 x 2 ms = 20 ms
+    calls.clear()
+    per_call = _timing.time_steady({"a": run, "b": lambda: time.sleep(0.001)}, samples=3,
+                                   min_sample_s=0.02)
+    assert len(per_call["a"]) == 3 and all(0.002 <= t < 0.02 for t in per_call["a"])
+    gaps = np.diff(calls)
+    assert gaps.max() < 0.1  # no pause between the calls of a sample
+
+
+def test_a_row_above_the_peak_is_flagged():
+    case = bench.Case(3, 2, 4, 5, np.dtype(np.float64)).build()
+    times = {"nblstm": [1e-9], "gemm": [1e-9]}
+    row = bench._summarise(case, "inference", times, {}, peak_gflops=1.0)
+    assert row["peak_suspect"]
 
 
 def test_missing_torch_is_a_note_not_a_failure(monkeypatch):
@@ -47,6 +79,7 @@ def test_missing_torch_is_a_note_not_a_failure(monkeypatch):
 def test_bench_command_runs(tmp_path):
     result = subprocess.run([sys.executable, "-m", "nblstm.cli", "bench", "--grid", "tiny",
                              "--repeats", "1", "--dtypes", "float64", "--passes", "inference",
+                             "--min-sample", "0.01", "--cold", "1",
                              "--no-reference", "--json", str(tmp_path / "b.json")],
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
