@@ -142,6 +142,16 @@ class Backend:
         from .kernels import cuda
         return cuda
 
+    def scratch(self, role: str, shape: tuple, dtype: Any) -> Any:
+        """A work array whose contents are undefined, for a step ``role`` of one call: on
+        the CPU reused across the calling thread's calls (``kernels/cpu/workspace.py``); on
+        a GPU a new array (CuPy's memory pool already reuses device memory). Never returned
+        to a caller or kept in a training cache."""
+        if self.name == "cpu":
+            from .kernels.cpu.workspace import scratch
+            return scratch(role, shape, dtype)
+        return self.xp.empty(shape, dtype=dtype)
+
     def adopt(self, array: Any) -> Any:
         """``array`` as this backend's kind: zero-copy between GPU kinds, a transfer
         between host and device (only when a backend was forced)."""

@@ -92,9 +92,11 @@ def sequence_inference(backend: Backend, x, h0, c0, W_x, W_h, b, lengths=None,
     P, H = h0.shape[1], c0.shape[1]
     steps = max(1, min(int(chunk_steps), T))
     h_all = xp.empty((T, B, P), dtype=x.dtype)
-    c_chunk = xp.empty((steps, B, H), dtype=x.dtype)
-    gates_chunk = xp.empty((steps, B, 4 * H), dtype=x.dtype)
-    m_chunk = xp.empty((steps, B, H), dtype=x.dtype) if W_r is not None else None
+    # work buffers: nothing returned is a view of them (h_n and c_n are copies)
+    c_chunk = backend.scratch("inference c chunk", (steps, B, H), x.dtype)
+    gates_chunk = backend.scratch("inference gates chunk", (steps, B, 4 * H), x.dtype)
+    m_chunk = (backend.scratch("inference m chunk", (steps, B, H), x.dtype)
+               if W_r is not None else None)
     h_n = xp.empty((B, P), dtype=x.dtype) if lengths is not None else None
     c_n = xp.empty((B, H), dtype=x.dtype) if lengths is not None else None
     h, c = h0, c0
@@ -105,7 +107,7 @@ def sequence_inference(backend: Backend, x, h0, c0, W_x, W_h, b, lengths=None,
         if W_r is None:
             backend.kernels.lstm_sequence_forward(x[start:start + n], h, c, W_x, W_h, b,
                                                   h_all[start:start + n], c_chunk[:n],
-                                                  gates_chunk[:n])
+                                                  gates_chunk[:n], False)
         else:
             backend.kernels.lstm_projected_sequence_forward(
                 x[start:start + n], h, c, W_x, W_h, b, W_r, h_all[start:start + n],

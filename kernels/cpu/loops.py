@@ -103,11 +103,13 @@ def input_projection(x, W_x, b, gates_all):
 
 
 @njit(**JIT_OPTIONS)
-def gradients_after_the_loop(x, h0, h_all, W_x, dz_all, dx, dW_x, dW_h, db):
+def gradients_after_the_loop(x, h0, h_all, W_x, dz_all, W_x_T, later_steps, dx, dW_x, dW_h,
+                             db):
     """What BPTT computes from ``dz_all (T, B, 4H)`` once the time loop is done, as GEMMs
     over all steps: ``dx = dz @ W_x^T`` (T, B, X), ``dW_x = x^T dz`` (X, 4H), ``dW_h =
     h_{t-1}^T dz_t`` summed over t (h0 at t = 0; (R, 4H) with R the features of h), and
-    ``db`` the column sums of dz."""
+    ``db`` the column sums of dz. ``W_x_T`` (4H, X) and ``later_steps`` (R, 4H): work
+    buffers (``workspace``)."""
     T, B, X = x.shape
     R = h0.shape[1]
     G = dz_all.shape[2]
@@ -115,13 +117,11 @@ def gradients_after_the_loop(x, h0, h_all, W_x, dz_all, dx, dW_x, dW_h, db):
     # specialisations keep the compile time down (an allocating np.dot plus "+=" alone
     # cost ~0.5 s of compilation).
     dz_2d = dz_all.reshape(T * B, G)
-    W_x_T = np.empty((G, X), dtype=x.dtype)
     transpose_into(W_x, W_x_T)
     np.dot(dz_2d, W_x_T, dx.reshape(T * B, X))
     np.dot(x.reshape(T * B, X).T, dz_2d, dW_x)
     np.dot(h0.T, dz_all[0], dW_h)
     if T > 1:
-        later_steps = np.empty_like(dW_h)
         np.dot(h_all[:T - 1].reshape((T - 1) * B, R).T, dz_all[1:].reshape((T - 1) * B, G),
                later_steps)
         for i in range(R):

@@ -29,6 +29,7 @@ from ..config import JIT_OPTIONS as _JIT_OPTIONS
 from ..math import dropout as dropout_math, gates
 from ..math.softmax import add_bias_softmax_in_place
 from . import packed_lstm, plan
+from .workspace import scratch
 from .loops import (gates_backward_units, gradients_after_the_loop, input_projection,
                     transpose_into)
 
@@ -105,7 +106,7 @@ def lstm_gates_backward(gates_in, c_prev, c, dh, dc, dz_out):
 
 def lstm_sequence_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: np.ndarray,
                           W_h: np.ndarray, b: np.ndarray, h_all: np.ndarray, c_all: np.ndarray,
-                          gates_all: np.ndarray) -> None:
+                          gates_all: np.ndarray, training: bool = True) -> None:
     """Forward pass over a whole sequence, saving what the backward pass needs.
 
     x         (T, B, X)   inputs, time-major
@@ -116,6 +117,9 @@ def lstm_sequence_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: np
     h_all     (T, B, H)   out: hidden state of every step
     c_all     (T, B, H)   out: cell state of every step
     gates_all (T, B, 4H)  out: activated gates (i, f, g, o) of every step
+    training  bool        True: a training forward, whose backward follows; False: part of
+                          an inference pass (``NBLSTM_CPU_GEMM=auto`` runs the two on
+                          different GEMMs, see ``plan``; the results are the same)
 
     Algorithm: ``gates_all`` first receives the input projection of all steps (one GEMM),
     then each step adds ``h_{t-1} @ W_h`` (one GEMM) and the bias, and the fused gate
@@ -124,7 +128,7 @@ def lstm_sequence_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: np
     non-contiguous (copied); the outputs must be C-contiguous.
     """
     H = h0.shape[1]
-    gemm = plan.plan(x.dtype, x.shape[1] * H * 4 * H)
+    gemm = plan.plan(x.dtype, x.shape[1] * H * 4 * H, training=training)
     x, h0, c0, W_x, W_h, b = (np.ascontiguousarray(a) for a in (x, h0, c0, W_x, W_h, b))
     if gemm is None:
         _blas_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all)
@@ -183,8 +187,13 @@ def lstm_sequence_backward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: n
         np.ascontiguousarray(a)
         for a in (x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n, lengths))
     if gemm is None:
+        T, X, G, dtype = x.shape[0], x.shape[2], 4 * H, x.dtype
         _blas_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n,
-                                dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, db)
+                                dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, db,
+                                scratch("blas backward dz", (T, x.shape[1], G), dtype),
+                                scratch("blas backward W_h^T", (G, H), dtype),
+                                scratch("blas backward W_x^T", (G, X), dtype),
+                                scratch("blas backward dW_h steps", (H, G), dtype))
     else:
         packed_lstm.sequence_backward(gemm, x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
                                       dh_n, dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, db)
@@ -192,13 +201,13 @@ def lstm_sequence_backward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: n
 
 @njit(**_JIT_OPTIONS)
 def _blas_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n,
-                            lengths, dx, dh0, dc0, dW_x, dW_h, db):
-    """``lstm_sequence_backward`` with numba's ``np.dot`` (scipy's BLAS) per step."""
-    T, B, _ = x.shape
+                            lengths, dx, dh0, dc0, dW_x, dW_h, db, dz_all, W_h_T, W_x_T,
+                            later_steps):
+    """``lstm_sequence_backward`` with numba's ``np.dot`` (scipy's BLAS) per step; the last
+    four arguments are work buffers (``workspace``): dz_all (T, B, 4H), W_h_T (4H, H),
+    W_x_T (4H, X), later_steps (H, 4H)."""
+    T = x.shape[0]
     H = h0.shape[1]
-    G = W_h.shape[1]
-    dz_all = np.empty((T, B, G), dtype=x.dtype)
-    W_h_T = np.empty((G, H), dtype=x.dtype)
     transpose_into(W_h, W_h_T)
     dh_recurrent = dh0  # dh0 carries dLoss/dh_t through the loop and ends as dLoss/dh0
     dc = dc0            # likewise for the cell state
@@ -208,7 +217,7 @@ def _blas_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all
         gates_backward_units(t, lengths, gates_all[t], c_prev, c_all[t], dh_all[t], dh_n, dc_n,
                              dc, dz_all[t], dh_recurrent, 0, H)
         np.dot(dz_all[t], W_h_T, dh_recurrent)
-    gradients_after_the_loop(x, h0, h_all, W_x, dz_all, dx, dW_x, dW_h, db)
+    gradients_after_the_loop(x, h0, h_all, W_x, dz_all, W_x_T, later_steps, dx, dW_x, dW_h, db)
 
 
 @njit(**_JIT_OPTIONS)

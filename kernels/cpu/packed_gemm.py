@@ -140,6 +140,11 @@ def _tile_fma(typingctx, a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off,
     return signature, codegen
 
 
+# The tiles' shapes as module constants (numba freezes globals: compile-time literals for
+# ``_tile_fma``), in the order of TILES, so config.TILES is the only place they are set.
+(_MR_0, _VB_0), (_MR_1, _VB_1), (_MR_2, _VB_2) = TILES.values()
+
+
 @njit(**JIT_OPTIONS)
 def tile_product(tile, a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off, ldc, gs,
                  accumulate):
@@ -149,13 +154,13 @@ def tile_product(tile, a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off, l
     """
     if tile == 0:
         _tile_fma(a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off, ldc, gs, accumulate,
-                  4, 64)
+                  _MR_0, _VB_0)
     elif tile == 1:
         _tile_fma(a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off, ldc, gs, accumulate,
-                  3, 32)
+                  _MR_1, _VB_1)
     else:
         _tile_fma(a, a_off, a_rs, a_ks, rows, bp, b_off, k_len, c, c_off, ldc, gs, accumulate,
-                  4, 16)
+                  _MR_2, _VB_2)
 
 
 # ---------------------------------------------------------------------------------- packing

@@ -22,8 +22,10 @@ Backward, per call:
 
 Threads: each driver is one source compiled twice (``variants.serial_and_parallel``):
 ``*_parallel`` (one ``prange`` region per step; numba's threading layer) and ``*_serial``
-(the same work on the calling thread). ``Plan`` says which to use. Work buffers (per-worker scratch tiles, packed
-weights) are allocated per call, so concurrent calls from several threads share nothing.
+(the same work on the calling thread). ``Plan`` says which to use. Work buffers (per-worker
+scratch tiles, packed weights, ``dz``) come from ``workspace``: reused across calls, one set
+per Python thread (so concurrent calls from several threads share nothing), and refilled on
+every call (the weights are packed from the live parameters each time).
 """
 import numpy as np
 from numba import get_thread_id, njit, prange
@@ -33,6 +35,7 @@ from ..math import gates
 from .loops import column_sums, gates_backward_units, transpose_into
 from .packed_gemm import pack_gate_panels, pack_panels, panel_product
 from .variants import serial_and_parallel
+from .workspace import scratch
 
 
 # ------------------------------------------------------------------------------ plain GEMM
@@ -228,11 +231,11 @@ def sequence_forward(plan, x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all) -> N
     T, B, X = x.shape
     H = h0.shape[1]
     dtype = x.dtype
-    W_h_packed = np.empty((_panels(H, plan.U), H, plan.NR), dtype)
+    W_h_packed = scratch("packed forward W_h", (_panels(H, plan.U), H, plan.NR), dtype)
     pack_gate_panels(W_h, plan.U, W_h_packed)
-    W_x_packed = np.empty((_panels(4 * H, plan.NR), X, plan.NR), dtype)
+    W_x_packed = scratch("packed forward W_x", (_panels(4 * H, plan.NR), X, plan.NR), dtype)
     pack_panels(W_x, False, 0, W_x_packed)
-    edge_tiles = np.empty((plan.workers, plan.MR, plan.NR), dtype)
+    edge_tiles = scratch("packed forward edge tiles", (plan.workers, plan.MR, plan.NR), dtype)
     _gemm(plan, x.reshape(T * B, X), X, 1, T * B, X, W_x_packed, gates_all.reshape(T * B, 4 * H),
           edge_tiles)
     loop = forward_loop_parallel if plan.parallel else forward_loop_serial
@@ -249,29 +252,29 @@ def sequence_backward(plan, x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all
     G = 4 * H
     dtype = x.dtype
     NR = plan.NR
-    W_h_T_packed = np.empty((_panels(H, NR), G, NR), dtype)
+    W_h_T_packed = scratch("packed backward W_h^T", (_panels(H, NR), G, NR), dtype)
     pack_panels(W_h, True, 0, W_h_T_packed)
-    edge_tiles = np.empty((plan.workers, plan.MR, NR), dtype)
-    dh_rec = np.empty((B, W_h_T_packed.shape[0] * NR), dtype)
-    dz_all = np.empty((T, B, G), dtype)
+    edge_tiles = scratch("packed backward edge tiles", (plan.workers, plan.MR, NR), dtype)
+    dh_rec = scratch("packed backward dh_rec", (B, W_h_T_packed.shape[0] * NR), dtype)
+    dz_all = scratch("packed backward dz", (T, B, G), dtype)
     loop = backward_loop_parallel if plan.parallel else backward_loop_serial
     loop(plan.tile_id, plan.MR, _tasks(plan, W_h_T_packed.shape[0]), lengths, W_h_T_packed, c0,
          c_all, gates_all, dh_all, dh_n, dc_n, dc0, dz_all, dh_rec, edge_tiles)
     dz_2d = dz_all.reshape(T * B, G)
     _gemm(plan, dz_all[0], G, 1, B, G, W_h_T_packed, dh0, edge_tiles)
-    W_x_T_packed = np.empty((_panels(X, NR), G, NR), dtype)
+    W_x_T_packed = scratch("packed backward W_x^T", (_panels(X, NR), G, NR), dtype)
     pack_panels(W_x, True, 0, W_x_T_packed)
     _gemm(plan, dz_2d, G, 1, T * B, G, W_x_T_packed, dx.reshape(T * B, X), edge_tiles)
     # Weight gradients transposed, dW^T = dz^T @ [x | h_prev]: the packed operand is then
     # x or h (T*B x X or H), not dz (T*B x 4H), and A = dz^T is a free strided view.
-    x_packed = np.empty((_panels(X, NR), T * B, NR), dtype)
+    x_packed = scratch("packed backward x", (_panels(X, NR), T * B, NR), dtype)
     pack_panels(x.reshape(T * B, X), False, 0, x_packed)
-    dW_x_T = np.empty((G, X), dtype)
+    dW_x_T = scratch("packed backward dW_x^T", (G, X), dtype)
     _gemm(plan, dz_2d, 1, G, G, T * B, x_packed, dW_x_T, edge_tiles)
-    h_prev_packed = np.empty((_panels(H, NR), T * B, NR), dtype)
+    h_prev_packed = scratch("packed backward h_prev", (_panels(H, NR), T * B, NR), dtype)
     pack_panels(h0, False, 0, h_prev_packed)
     if T > 1:
         pack_panels(h_all[:T - 1].reshape((T - 1) * B, H), False, B, h_prev_packed)
-    dW_h_T = np.empty((G, H), dtype)
+    dW_h_T = scratch("packed backward dW_h^T", (G, H), dtype)
     _gemm(plan, dz_2d, 1, G, G, T * B, h_prev_packed, dW_h_T, edge_tiles)
     finish_backward(lengths, dh_n, dc_n, dz_2d, dW_x_T, dW_h_T, dh0, dc0, dW_x, dW_h, db)

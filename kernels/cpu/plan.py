@@ -1,11 +1,14 @@
 """Which GEMM the CPU LSTM kernels use: the packed micro-kernel (which tile, threaded or not)
 or plain BLAS. Decided per call, from the environment variable ``NBLSTM_CPU_GEMM``:
 
-    auto (default)   forward: the tile for this CPU's features, threads when worth it
+    auto (default)   inference: the tile for this CPU's features, threads when worth it
                      (below); for steps too small to thread (B*H*4H below
-                     ``config.PARALLEL_MIN_STEP_MACS``), BLAS per step. backward: BLAS
-                     (measured faster; the measurements behind both choices are in
-                     benchmarks/README.md, "How auto chooses")
+                     ``config.PARALLEL_MIN_STEP_MACS``), BLAS per step. training (the
+                     forward of ``forward(train=True)`` and the backward): BLAS for both,
+                     so that a training step runs on one thread pool, OpenBLAS's: a packed
+                     forward on numba's OpenMP threads followed by a BLAS backward had the
+                     two pools take the cores from each other in every loop (measured in
+                     loops; benchmarks/README.md, "How auto chooses")
     blas             numba's ``np.dot`` (scipy's BLAS) per step: the original design
     <tile>           a tile of ``config.TILES`` (avx512, avx2, sse) on any CPU
     <tile>-serial    that tile on the calling thread only
@@ -135,16 +138,16 @@ def require_blas(feature: str) -> None:
                          f"blas for this model")
 
 
-def plan(dtype, step_macs: int, backward: bool = False) -> Plan | None:
+def plan(dtype, step_macs: int, backward: bool = False, training: bool = False) -> Plan | None:
     """The configuration for a call on ``dtype`` data whose recurrent product has
-    ``step_macs`` multiply-adds per step (``backward``: for the backward pass); ``None``
-    means plain BLAS."""
+    ``step_macs`` multiply-adds per step (``backward``: for the backward pass;
+    ``training``: for a training forward); ``None`` means plain BLAS."""
     value = choice()
     if value == "blas":
         return None
     tile, _, mode = value.partition("-")
     if tile == "auto":
-        if step_macs < PARALLEL_MIN_STEP_MACS or backward:
+        if step_macs < PARALLEL_MIN_STEP_MACS or backward or training:
             return None
         tile = tile_for_this_cpu()
     if mode == "serial" or FORKED_AFTER_THREADS:  # a forked child: serial even if forced
@@ -185,5 +188,5 @@ def describe() -> str:
                    else f"serial: {why}")
         if tile_is_auto:
             threads += (f"; BLAS per step below B*H*4H = {PARALLEL_MIN_STEP_MACS}"
-                        f" and in the backward pass")
+                        f" and in training (forward(train=True) and backward: one pool)")
     return f"packed micro-kernel, tile {tile} ({shape}; {source}); {threads}"

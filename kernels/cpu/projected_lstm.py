@@ -19,6 +19,7 @@ from numba import njit
 
 from ..config import JIT_OPTIONS
 from . import plan
+from .workspace import scratch, zeroed
 from .lstm import lstm_gates_forward
 from .loops import (gates_backward_units, gradients_after_the_loop, input_projection,
                     transpose_into)
@@ -91,8 +92,18 @@ def lstm_projected_sequence_backward(x: np.ndarray, h0: np.ndarray, c0: np.ndarr
     x, h0, c0, W_x, W_h, W_r, h_all, c_all, m_all, gates_all, dh_all, dh_n, dc_n, lengths = (
         np.ascontiguousarray(a) for a in (x, h0, c0, W_x, W_h, W_r, h_all, c_all, m_all,
                                           gates_all, dh_all, dh_n, dc_n, lengths))
+    (T, B, X), H, P, dtype = x.shape, c0.shape[1], h0.shape[1], x.dtype
+    G = 4 * H
     _projected_backward(x, h0, c0, W_x, W_h, W_r, h_all, c_all, m_all, gates_all, dh_all, dh_n,
-                        dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, dW_r, db)
+                        dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, dW_r, db,
+                        scratch("projected backward dz", (T, B, G), dtype),
+                        scratch("projected backward dh", (T, B, P), dtype),
+                        scratch("projected backward W_h^T", (G, P), dtype),
+                        scratch("projected backward W_r^T", (P, H), dtype),
+                        scratch("projected backward dm", (B, H), dtype),
+                        zeroed("projected backward zeros", (B, H), dtype),
+                        scratch("projected backward W_x^T", (G, X), dtype),
+                        scratch("projected backward dW_h steps", (P, G), dtype))
 
 
 @njit(**JIT_OPTIONS)
@@ -113,30 +124,27 @@ def _projected_hidden_gradient(t, lengths, dh_t, dh_n, dh_recurrent, out):
 
 @njit(**JIT_OPTIONS)
 def _projected_backward(x, h0, c0, W_x, W_h, W_r, h_all, c_all, m_all, gates_all, dh_all, dh_n,
-                        dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, dW_r, db):
+                        dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, dW_r, db, dz_all, dh_total,
+                        W_h_T, W_r_T, dm, zeros, W_x_T, later_steps):
+    """The backward loops; the arguments from ``dz_all`` on are work buffers: dz_all
+    (T, B, 4H), dh_total (T, B, P) (dLoss/dh_t, for dW_r), W_h_T (4H, P), W_r_T (P, H), dm
+    (B, H), zeros (B, H) holding zeros, W_x_T (4H, X), later_steps (P, 4H)."""
     T, B, _ = x.shape
     H = c0.shape[1]
     P = h0.shape[1]
-    G = W_h.shape[1]
-    dz_all = np.empty((T, B, G), dtype=x.dtype)
-    dh_total = np.empty((T, B, P), dtype=x.dtype)  # dLoss/dh_t, for dW_r
-    W_h_T = np.empty((G, P), dtype=x.dtype)
     transpose_into(W_h, W_h_T)
-    W_r_T = np.empty((P, H), dtype=x.dtype)
     transpose_into(W_r, W_r_T)
-    dm = np.empty((B, H), dtype=x.dtype)
-    # The gate backward's own hidden-gradient inputs stay zero: dm already holds the whole
-    # gradient of m_t, final-step rule included (applied to the projected gradient above).
-    no_gradient = np.zeros((B, H), dtype=x.dtype)
-    no_recurrent = np.zeros((B, H), dtype=x.dtype)
+    # The gate backward's own hidden-gradient inputs stay zero (``zeros``, as dh_n and as the
+    # recurrent gradient it copies dh_n into): dm already holds the whole gradient of m_t,
+    # final-step rule included (applied to the projected gradient above).
     dh_recurrent = dh0  # carries dLoss/dh_t through the loop and ends as dLoss/dh0
     dc = dc0            # likewise for the cell state
     for t in range(T - 1, -1, -1):
         _projected_hidden_gradient(t, lengths, dh_all[t], dh_n, dh_recurrent, dh_total[t])
         np.dot(dh_total[t], W_r_T, dm)
         c_prev = c_all[t - 1] if t > 0 else c0
-        gates_backward_units(t, lengths, gates_all[t], c_prev, c_all[t], dm, no_gradient, dc_n,
-                             dc, dz_all[t], no_recurrent, 0, H)
+        gates_backward_units(t, lengths, gates_all[t], c_prev, c_all[t], dm, zeros, dc_n,
+                             dc, dz_all[t], zeros, 0, H)
         np.dot(dz_all[t], W_h_T, dh_recurrent)
     np.dot(m_all.reshape(T * B, H).T, dh_total.reshape(T * B, P), dW_r)
-    gradients_after_the_loop(x, h0, h_all, W_x, dz_all, dx, dW_x, dW_h, db)
+    gradients_after_the_loop(x, h0, h_all, W_x, dz_all, W_x_T, later_steps, dx, dW_x, dW_h, db)

@@ -227,8 +227,9 @@ def lstm_gates_backward(gates_in, c_prev, c, dh, dc, dz_out):
         run.launch_2d(_gates_backward_kernel, H, B)(*args, 0)
 
 
-def lstm_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all):
-    """Forward over a sequence; see ``kernels.cpu.lstm.lstm_sequence_forward``.
+def lstm_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all, training=True):
+    """Forward over a sequence; see ``kernels.cpu.lstm.lstm_sequence_forward`` (``training``
+    changes nothing here: one GEMM path on the GPU).
 
     One GEMM for the input projection of all steps, one bias launch, then per step one GEMM
     ``h_{t-1} @ W_h`` and one fused gate launch.
