@@ -38,10 +38,13 @@ TILES: dict = {
 #: the float32 AVX-512 tile) stays in L2 while every row block of A runs against it.
 KC: int = 256
 #: Multiply-adds of one step's recurrent product (B * H * 4H) below which
-#: ``NBLSTM_CPU_GEMM=auto`` runs BLAS per step instead of the threaded packed kernel: below
-#: it, a parallel region per step costs more than it saves (OpenMP threads keep spinning
-#: after each short region and take the cores from BLAS and from the rest of the process).
-PARALLEL_MIN_STEP_MACS: int = 1 << 22
+#: ``NBLSTM_CPU_GEMM=auto`` runs an inference pass on BLAS per step instead of the threaded
+#: packed kernel: below it, a parallel region per step costs more than it saves. Measured
+#: in steady-state loops of inference calls (benchmarks/README.md, "How auto chooses"): at
+#: 2^20 (B=64, H=64) the threaded packed pass was 1.2-1.3x faster than BLAS, at 2^19 and
+#: 2^18 mixed (float64 faster, float32 slower). It was 2^22 while a packed training forward
+#: shared the cores with a BLAS backward; training now runs on BLAS only (``plan``).
+PARALLEL_MIN_STEP_MACS: int = 1 << 20
 #: Elements per partial sum of the CPU ``sum_of_squares`` (partials added in float64).
 SUM_CHUNK: int = 1024
 
