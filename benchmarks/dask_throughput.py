@@ -59,7 +59,10 @@ def median_seconds(run, repeats: int) -> float:
 
 def interleaved_seconds(runs: dict, repeats: int) -> dict:
     """{name: [seconds per round]}: a warm-up of each, then ``repeats`` rounds that run
-    every variant once, so a change of the machine's load hits all of them alike."""
+    every variant once, so a change of the machine's load hits all of them alike. One call
+    per sample, not the back-to-back samples of ``nblstm._timing``: each call here lasts
+    0.1-1 s anyway, and repeating one cluster graph back to back races with the scheduler
+    releasing its (deterministic) keys. No pause between calls."""
     for run in runs.values():
         run()
     times = {name: [] for name in runs}
@@ -91,8 +94,9 @@ def forward_on_cluster(client, model, x_on_workers) -> None:
     out, _ = nbdask.forward(model, x_on_workers)
     result = client.persist(out)
     distributed.wait(result)
-    client.cancel(result)
-    del result
+    # released, not cancelled: a cancel of these (deterministic) keys can arrive after the
+    # next round asked for the same keys and cancel that round's futures
+    del result, out
     while client.run_on_scheduler(_nblstm_tasks):
         time.sleep(0.01)
 

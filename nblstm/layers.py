@@ -88,6 +88,7 @@ class LSTMCache:
     #: empty without dropout; ``dropout_p``: the probability the masks were drawn with
     dropout_keys: list = field(default_factory=list)
     dropout_p: float = 0.0
+    layer_output_shape: tuple = ()  # (T, B, D*P) of every layer
 
     def dropout_masks(self) -> list:
         """The dropout multipliers this forward applied: ``[k]`` is an array of layer k's
@@ -99,8 +100,6 @@ class LSTMCache:
             ones = self.backend.xp.ones(self.layer_output_shape, dtype=self.dtype)
             masks.append(ops.dropout(self.backend, ones, key, self.dropout_p))
         return masks
-
-    layer_output_shape: tuple = ()  # (T, B, D*P) of every layer
 
 
 class LSTM:
@@ -201,6 +200,13 @@ class LSTM:
             raise TypeError(f"generator must be a numpy.random.Generator or an integer seed, "
                             f"got {type(value).__name__}")
         self._generator = value
+
+    def manual_seed(self, seed: int) -> "LSTM":
+        """Reseed the dropout generator (``generator = np.random.default_rng(seed)``): the
+        training forwards that follow draw the same masks as after any other reseed with
+        ``seed``. Returns ``self``."""
+        self.generator = seed
+        return self
 
     def config(self) -> dict:
         """The constructor arguments (without ``seed``), as saved by ``save``."""

@@ -38,6 +38,8 @@ def test_training_outputs_differ_from_inference_and_between_calls():
     lstm.generator = 7  # an integer seeds a new generator
     again_b, _, _ = lstm.forward(x, train=True)
     np.testing.assert_array_equal(again_a, again_b)
+    again_c, _, _ = lstm.manual_seed(7).forward(x, train=True)
+    np.testing.assert_array_equal(again_a, again_c)
 
 
 def test_the_seed_seeds_the_masks_and_leaves_the_weights_as_they_were():
