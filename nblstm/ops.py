@@ -70,18 +70,23 @@ def sequence_forward(backend: Backend, x, h0, c0, W_x, W_h, b) -> tuple:
 
 
 #: Bytes of cell states, gates (and unprojected states) an inference pass holds at once:
-#: the chunk length is as many steps as fit (at least one). Measured in loops (float32,
-#: benchmarks/README.md): 32 MiB chunks were 10% faster than the former fixed 32 steps at
-#: (100,64,256,256) (whole sequences fit) and 15-22% faster at B = 1024-4096, H = 128
-#: (3-12 steps: the chunk stays nearer the caches instead of streaming through memory).
+#: the chunk length is as many steps as fit, but at least ``INFERENCE_CHUNK_MIN_ROWS`` batch
+#: rows (steps x B): each chunk repacks the weights on the CPU, which must stay small
+#: against the chunk's GEMM work. Measured in loops (float32 unless said; ms; the machine
+#: is noisy, +-20%): B=4096, H=128 chunks of 3 / 6 / 32 steps 258 / 278 / 330; B=1024, H=128
+#: 12 / 32 steps 48 / 57; (100,64,256,256) 32 / 64 / 100 steps 31 / 28 / 29; but at
+#: (100,128,512,512) float64 12 / 32 steps 491 / 410 and at (20,256,1024,1024) 6 / 20 steps
+#: 441 / 344-371, where 32 MiB alone gives too few rows for the repacking.
 INFERENCE_CHUNK_BYTES = 32 << 20
+INFERENCE_CHUNK_MIN_ROWS = 4096
 
 
 def inference_chunk_steps(T: int, B: int, H: int, itemsize: int, projected: bool = False) -> int:
-    """Steps per chunk of an inference pass: ``INFERENCE_CHUNK_BYTES`` of ``(c, gates[, m])``
-    per chunk, 1..T."""
+    """Steps per chunk of an inference pass, 1..T: ``INFERENCE_CHUNK_BYTES`` of
+    ``(c, gates[, m])``, but at least ``INFERENCE_CHUNK_MIN_ROWS`` rows."""
     per_step = B * (6 if projected else 5) * H * itemsize
-    return max(1, min(T, INFERENCE_CHUNK_BYTES // max(per_step, 1)))
+    fits = INFERENCE_CHUNK_BYTES // max(per_step, 1)
+    return max(1, min(T, max(fits, -(-INFERENCE_CHUNK_MIN_ROWS // B))))
 
 
 def sequence_inference(backend: Backend, x, h0, c0, W_x, W_h, b, lengths=None,
@@ -94,7 +99,8 @@ def sequence_inference(backend: Backend, x, h0, c0, W_x, W_h, b, lengths=None,
     ``lengths`` (B,) int64 on the backend, or None for full sequences: row b's final state
     is then the one at step ``lengths[b] - 1`` (``h_all`` past that step is left as computed;
     the caller zeroes it). The sequence runs in chunks of ``chunk_steps`` steps (None:
-    ``inference_chunk_steps``, about 32 MiB of work buffers) through the training kernel,
+    ``inference_chunk_steps``: about 32 MiB of work buffers, at least 4096 rows) through the
+    training kernel,
     with the cell states and gates of a chunk in buffers reused by the next one: working
     memory beyond the input and output arrays is ``chunk_steps * B * 5H`` values (``6H``
     with a projection), whatever T is.

@@ -356,3 +356,17 @@ def test_device_round_trip_keeps_the_weights(backend):
     lstm.to("cpu")
     for name, value in lstm.parameters().items():
         np.testing.assert_array_equal(value, host[name])
+
+
+def test_inference_chunks_fit_the_budget_with_enough_rows():
+    """Chunks hold about INFERENCE_CHUNK_BYTES of work buffers, but at least
+    INFERENCE_CHUNK_MIN_ROWS batch rows, and never more than T steps."""
+    for T, B, H, itemsize in [(50, 4096, 128, 4), (100, 64, 256, 4), (20, 256, 1024, 4),
+                              (7, 1, 8, 8), (2000, 64, 256, 8), (3, 100000, 64, 4)]:
+        steps = ops.inference_chunk_steps(T, B, H, itemsize)
+        assert 1 <= steps <= T
+        fits = steps * B * 5 * H * itemsize <= ops.INFERENCE_CHUNK_BYTES
+        assert fits or steps * B < ops.INFERENCE_CHUNK_MIN_ROWS + B or steps == 1, (T, B, H)
+        if steps < T:
+            assert (steps + 1) * B * 5 * H * itemsize > ops.INFERENCE_CHUNK_BYTES or (
+                steps * B >= ops.INFERENCE_CHUNK_MIN_ROWS)
