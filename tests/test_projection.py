@@ -44,7 +44,7 @@ CASES = [Case(), Case(num_layers=2, bidirectional=True, lengths=(3, 1), state=Tr
          Case(num_layers=3, batch_first=True, state=True),
          Case(num_layers=2, batch_first=True, bidirectional=True, lengths=(2, 3)),
          Case(bias=False, lengths=(3, 2))]
-SIMULATED_CASES = {CASES[1].id}
+SIMULATED_CASES = {CASES[1].id, CASES[2].id}  # bidirectional + padded + state; 3 layers + bf
 X, H, P, T, B = 3, 4, 2, 3, 2
 
 
@@ -118,7 +118,7 @@ def test_projection_matches_torch(backend, dtype, case):
     if torch_or_none is None:
         pytest.skip("needs torch (the NumPy reference and finite differences run without)")
     if backend.simulated and case.id not in SIMULATED_CASES:
-        pytest.skip("one configuration in the CUDA simulator")
+        pytest.skip("two configurations in the CUDA simulator")
     lstm, x, state, lengths, d_out, d_state = problem(case, dtype.dtype)
     ref_out, ref_grads, ref_weight_grads = torch_reference(lstm, x, state, lengths, d_out,
                                                            d_state)
@@ -140,7 +140,7 @@ def test_projection_matches_torch(backend, dtype, case):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_projection_matches_the_numpy_reference(backend, case):
     if backend.simulated and case.id not in SIMULATED_CASES:
-        pytest.skip("one configuration in the CUDA simulator")
+        pytest.skip("two configurations in the CUDA simulator")
     lstm, x, state, lengths, d_out, d_state = problem(case, np.float64)
     time_major = np.swapaxes(x, 0, 1) if case.batch_first else x
     ref_out, ref_h, ref_c = reference.layer_forward(lstm.parameters(), lstm.num_layers,
