@@ -117,8 +117,8 @@ def _layer_runner(case: Case, pass_name: str, device: str = "cpu",
                   sync: Callable = lambda: None) -> Callable:
     """``nblstm.LSTM`` as a user calls it (a copy of the case's model, so the step pass's
     updates change no other peer's weights)."""
-    lstm = LSTM(case.X, case.H, dtype=case.dtype)
-    lstm.parameters().update({k: v.copy() for k, v in case.model.parameters().items()})
+    lstm = LSTM._from_parameters(case.model.config(),
+                                 {k: v.copy() for k, v in case.model.parameters().items()})
     x, d_out = case.arrays["x"], case.arrays["d_out"]
     if device == "cuda":
         import cupy

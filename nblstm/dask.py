@@ -83,11 +83,9 @@ class SharedModel:
 
 def host_copy(lstm: LSTM) -> LSTM:
     """A new LSTM with ``lstm``'s configuration and NumPy copies of its parameters."""
-    copy = LSTM(**{**lstm.config(), "dropout": 0.0})  # set below: no second warning
-    copy.dropout = lstm.dropout
-    copy.parameters().update({name: np.array(convert(value, "numpy"), copy=True)
-                              for name, value in lstm.parameters().items()})
-    return copy
+    return LSTM._from_parameters(lstm.config(), {
+        name: np.array(convert(value, "numpy"), copy=True)
+        for name, value in lstm.parameters().items()})
 
 
 def forward_block(model: SharedModel, x_block: Any, state: tuple | None,

@@ -117,6 +117,10 @@ class LSTM:
                  proj_size: int = 0) -> None:
         self._configure(input_size, hidden_size, num_layers, bias, batch_first, bidirectional,
                         dtype, dropout, proj_size)
+        if self.dropout > 0 and self.num_layers == 1:  # at construction only, as torch
+            warnings.warn(f"dropout={self.dropout} acts between layers (on every layer's output "
+                          f"but the last), so with num_layers=1 it does nothing (as in torch)",
+                          UserWarning, stacklevel=2)
         self._parameters = self._initial_parameters(np.random.default_rng(seed))
         # the dropout masks' stream: from the same seed, independent of the weights' stream
         # (a spawned child of the seed's SeedSequence), which stays what it always was
@@ -148,10 +152,6 @@ class LSTM:
         self.proj_size = int(proj_size)
         self.dtype = dtype
         self.dropout = dropout  # checked by the property
-        if self.dropout > 0 and self.num_layers == 1:
-            warnings.warn(f"dropout={self.dropout} acts between layers (on every layer's output "
-                          f"but the last), so with num_layers=1 it does nothing (as in torch)",
-                          UserWarning, stacklevel=3)
         self.device = "cpu"
         self._generator = np.random.default_rng()  # __init__ seeds it
         # Identifies this model's training caches (``id(self)`` can be reused by a new
@@ -589,9 +589,7 @@ class LSTM:
         ``torch.nn.LSTM`` of float32 or float64; on the GPU if the module is). Anything
         else, a ``GRU`` or an object that only looks like an LSTM, is a ``TypeError``."""
         config, weights, on_gpu = _torch_interop.read_module(module)
-        lstm = cls(**config)
-        for name in lstm.parameter_shapes():
-            lstm._parameters[name] = weights[name]
+        lstm = cls._from_parameters(config, weights)
         return lstm.to("cuda") if on_gpu else lstm
 
     def to_torch(self) -> Any:
@@ -627,18 +625,24 @@ class LSTM:
         ``ValueError`` naming the file and the problem; a missing file ``FileNotFoundError``."""
         path = os.fsdecode(os.fspath(path))
         config, arrays = _model_file.read(path, cls._shapes_of_config)
-        lstm = cls.__new__(cls)
-        with warnings.catch_warnings():  # the file's configuration was warned about when made
-            warnings.simplefilter("ignore", UserWarning)
-            lstm._configure(**config)
-        lstm._parameters = {name: arrays[name] for name in lstm.parameter_shapes()}
+        lstm = cls._from_parameters(config, arrays)
         return lstm.to(device) if device != "cpu" else lstm
 
     @classmethod
     def _shapes_of_config(cls, config: dict) -> dict[str, tuple]:
         """``parameter_shapes()`` of a model with this configuration, built without weights."""
         lstm = cls.__new__(cls)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            lstm._configure(**config)
+        lstm._configure(**config)
         return lstm.parameter_shapes()
+
+    @classmethod
+    def _from_parameters(cls, config: dict, parameters: dict) -> "LSTM":
+        """A model of ``config`` (``config()``'s keys) holding the arrays of ``parameters``
+        under ``parameter_shapes()``'s names (taken as they are, not copied; checked on every
+        call), without drawing initial weights: how ``load``, ``from_torch`` and
+        ``nblstm.dask`` build a model from existing weights. The dropout generator gets
+        fresh entropy."""
+        lstm = cls.__new__(cls)
+        lstm._configure(**config)
+        lstm._parameters = {name: parameters[name] for name in lstm.parameter_shapes()}
+        return lstm

@@ -29,9 +29,9 @@ from ..config import JIT_OPTIONS as _JIT_OPTIONS
 from ..math import dropout as dropout_math, gates
 from ..math.softmax import add_bias_softmax_in_place
 from . import packed_lstm, plan
-from .workspace import scratch
 from .loops import (gates_backward_units, gradients_after_the_loop, input_projection,
                     transpose_into)
+from .workspace import scratch
 
 
 @njit(**_JIT_OPTIONS)

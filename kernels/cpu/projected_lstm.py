@@ -19,10 +19,10 @@ from numba import njit
 
 from ..config import JIT_OPTIONS
 from . import plan
-from .workspace import scratch, zeroed
-from .lstm import lstm_gates_forward
 from .loops import (gates_backward_units, gradients_after_the_loop, input_projection,
                     transpose_into)
+from .lstm import lstm_gates_forward
+from .workspace import scratch, zeroed
 
 
 def lstm_projected_sequence_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray,
