@@ -17,6 +17,8 @@ LSTM_FUNCTIONS = (
     "lstm_sequence_backward",
     "lstm_projected_sequence_forward",
     "lstm_projected_sequence_backward",
+    "lstm_peephole_sequence_forward",
+    "lstm_peephole_sequence_backward",
     "dropout",
     "copy_time_steps",
     "gather_steps",

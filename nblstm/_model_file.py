@@ -6,10 +6,10 @@ Layout: one ``.npy`` member per parameter (torch's names, e.g. ``weight_ih_l0.np
     {"format": "nblstm.LSTM", "version": 1,
      "config": {"input_size": 8, "hidden_size": 32, "num_layers": 1, "bias": true,
                 "batch_first": false, "bidirectional": false, "dtype": "float32",
-                "dropout": 0.0, "proj_size": 0}}
+                "dropout": 0.0, "proj_size": 0, "peephole": false}}
 
-``dropout`` and ``proj_size`` are optional (files written before they existed lack them and
-mean 0). The dropout generator's state is not saved: a loaded model draws fresh masks.
+``dropout``, ``proj_size`` and ``peephole`` are optional (files written before they existed
+lack them and mean 0 / false). The dropout generator's state is not saved: a loaded model draws fresh masks.
 
 Reading checks, in this order, before any parameter is decompressed or allocated:
 1. the file is a zip archive (else: what it is instead, e.g. a ``.npy`` array);
@@ -60,15 +60,17 @@ CONFIG_SCHEMA: dict[str, Callable[[Any], bool]] = {
     "dtype": lambda v: v in ("float32", "float64"),
     "dropout": lambda v: type(v) in (int, float) and 0 <= v <= 1,
     "proj_size": lambda v: type(v) is int and 0 <= v <= MAX_SIZE,
+    "peephole": lambda v: type(v) is bool,
 }
 CONFIG_EXPECTED = {"input_size": f"an integer in 1..{MAX_SIZE}",
                    "hidden_size": f"an integer in 1..{MAX_SIZE}",
                    "num_layers": f"an integer in 1..{MAX_LAYERS}",
                    "bias": "true or false", "batch_first": "true or false",
                    "bidirectional": "true or false", "dtype": '"float32" or "float64"',
-                   "dropout": "a number in [0, 1]", "proj_size": f"an integer in 0..{MAX_SIZE}"}
+                   "dropout": "a number in [0, 1]", "proj_size": f"an integer in 0..{MAX_SIZE}",
+                   "peephole": "true or false"}
 #: Keys files written before they existed lack, and the value such a file means.
-OPTIONAL_CONFIG = {"dropout": 0.0, "proj_size": 0}
+OPTIONAL_CONFIG = {"dropout": 0.0, "proj_size": 0, "peephole": False}
 
 
 def write(path: str, config: dict, arrays: dict[str, np.ndarray]) -> None:
@@ -183,6 +185,9 @@ def _checked_config(path: str, header: Any) -> dict:
     if config["proj_size"] >= config["hidden_size"]:
         raise ValueError(f"{bad}: config proj_size must be smaller than hidden_size "
                          f"({config['hidden_size']}), got {config['proj_size']}")
+    if config["peephole"] and config["proj_size"]:
+        raise ValueError(f"{bad}: config peephole and proj_size cannot be combined (no LSTM "
+                         f"convention has both)")
     return config
 
 

@@ -44,7 +44,12 @@ def read_module(module: Any) -> tuple[dict, dict[str, np.ndarray], bool]:
 
 def build_module(config: dict, weights: dict[str, np.ndarray], on_gpu: bool = False) -> Any:
     """A ``torch.nn.LSTM`` of ``config`` (nblstm.LSTM's ``config()``) holding copies of
-    ``weights`` (NumPy arrays under torch's names), on the GPU if ``on_gpu``."""
+    ``weights`` (NumPy arrays under torch's names), on the GPU if ``on_gpu``. A model with
+    peephole connections is a ``ValueError``: torch's LSTM has none."""
+    if config.get("peephole"):
+        raise ValueError("this LSTM has peephole connections (peephole=True), which "
+                         "torch.nn.LSTM does not have: it cannot be converted (to_onnx can "
+                         "export it)")
     import torch
     module = torch.nn.LSTM(config["input_size"], config["hidden_size"], config["num_layers"],
                            bias=config["bias"], batch_first=config["batch_first"],

@@ -15,6 +15,13 @@ Parameters, shapes, gate order and initialisation are those of ``torch.nn.LSTM``
   projected, ``h_t = W_hr (o_t * tanh(c_t))``, with ``weight_hr_l{k}[_reverse]`` ``(P, H)``;
   then ``weight_hh`` is ``(4H, P)``, ``h`` states ``(num_layers * D, B, P)`` (``c`` keeps H),
   outputs are ``D*P`` wide and ``X_k = P * D`` above the first layer.
+- ``peephole=True`` (not in torch; ONNX's ``P``, Gers & Schmidhuber 2000): the input and
+  forget gates also see ``c_{t-1}`` and the output gate sees ``c_t``, through per-unit
+  weights ``peephole_l{k}[_reverse]`` ``(3, H)``, rows (i, f, o):
+  ``i = sigmoid(... + p_i * c_{t-1})``, ``f = sigmoid(... + p_f * c_{t-1})``,
+  ``o = sigmoid(... + p_o * c_t)``. Not combinable with ``proj_size``; ``to_torch`` refuses
+  it. On the CPU it runs on the BLAS loops (``NBLSTM_CPU_GEMM=auto``; a forced packed tile
+  is a ``ValueError``).
 - ``dropout = p``, as torch: in training forwards (``forward(train=True)``) each layer's
   output except the last layer's is multiplied by a mask of independent keep-with-
   probability ``1 - p`` elements, scaled by ``1 / (1 - p)``; ``backward`` applies the same
@@ -65,6 +72,7 @@ class _DirectionCache:
     gates_all: Any
     W_r: Any = None    # (H, P) projection, with proj_size
     m_all: Any = None  # (T, B, H) unprojected hidden states, with proj_size
+    peephole: Any = None  # (3, H) peephole weights (i, f, o), with peephole=True
 
 
 @dataclass
@@ -114,9 +122,9 @@ class LSTM:
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, bidirectional: bool = False,
                  dtype: Any = np.float32, seed: int | None = None, *, dropout: float = 0.0,
-                 proj_size: int = 0) -> None:
+                 proj_size: int = 0, peephole: bool = False) -> None:
         self._configure(input_size, hidden_size, num_layers, bias, batch_first, bidirectional,
-                        dtype, dropout, proj_size)
+                        dtype, dropout, proj_size, peephole)
         if self.dropout > 0 and self.num_layers == 1:  # at construction only, as torch
             warnings.warn(f"dropout={self.dropout} acts between layers (on every layer's output "
                           f"but the last), so with num_layers=1 it does nothing (as in torch)",
@@ -128,7 +136,7 @@ class LSTM:
 
     def _configure(self, input_size: int, hidden_size: int, num_layers: int, bias: bool,
                    batch_first: bool, bidirectional: bool, dtype: Any, dropout: float = 0.0,
-                   proj_size: int = 0) -> None:
+                   proj_size: int = 0, peephole: bool = False) -> None:
         """Check and store the configuration (no parameters yet)."""
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
@@ -140,6 +148,12 @@ class LSTM:
         if proj_size >= hidden_size:
             raise ValueError(f"proj_size must be smaller than hidden_size ({hidden_size}), got "
                              f"{proj_size}")
+        if not isinstance(peephole, (bool, np.bool_)):
+            raise TypeError(f"peephole must be True or False, got {peephole!r}")
+        if peephole and proj_size:
+            raise ValueError(f"peephole=True cannot be combined with proj_size ({proj_size}): "
+                             f"no LSTM convention has both (torch has no peepholes, ONNX no "
+                             f"projection)")
         dtype = np.dtype(dtype)
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
@@ -150,6 +164,7 @@ class LSTM:
         self.batch_first = bool(batch_first)
         self.bidirectional = bool(bidirectional)
         self.proj_size = int(proj_size)
+        self.peephole = bool(peephole)
         self.dtype = dtype
         self.dropout = dropout  # checked by the property
         self.device = "cpu"
@@ -213,11 +228,12 @@ class LSTM:
         return {"input_size": self.input_size, "hidden_size": self.hidden_size,
                 "num_layers": self.num_layers, "bias": self.bias,
                 "batch_first": self.batch_first, "bidirectional": self.bidirectional,
-                "dtype": self.dtype.name, "dropout": self.dropout, "proj_size": self.proj_size}
+                "dtype": self.dtype.name, "dropout": self.dropout, "proj_size": self.proj_size,
+                "peephole": self.peephole}
 
     def parameter_shapes(self) -> dict[str, tuple]:
         """``{name: shape}`` in torch's order (layer, direction, w_ih, w_hh, b_ih, b_hh, and
-        w_hr with proj_size)."""
+        w_hr with proj_size; the peephole weights after the biases with peephole=True)."""
         H, P = self.hidden_size, self.real_hidden_size
         shapes = {}
         for layer in range(self.num_layers):
@@ -230,6 +246,8 @@ class LSTM:
                     shapes["bias_hh" + suffix] = (4 * H,)
                 if self.proj_size:
                     shapes["weight_hr" + suffix] = (P, H)
+                if self.peephole:
+                    shapes["peephole" + suffix] = (3, H)
         return shapes
 
     def _suffixes(self, layer: int) -> list[str]:
@@ -252,7 +270,8 @@ class LSTM:
         extras = "".join(f", {key}={value}" for key, value, default in (
             ("num_layers", self.num_layers, 1), ("bias", self.bias, True),
             ("batch_first", self.batch_first, False), ("dropout", self.dropout, 0.0),
-            ("bidirectional", self.bidirectional, False), ("proj_size", self.proj_size, 0))
+            ("bidirectional", self.bidirectional, False), ("proj_size", self.proj_size, 0),
+            ("peephole", self.peephole, False))
             if value != default)
         return (f"LSTM({self.input_size}, {self.hidden_size}{extras}, dtype={self.dtype.name}, "
                 f"device={self.device!r})")
@@ -394,7 +413,7 @@ class LSTM:
             outputs, saved = [], []
             for direction, suffix in enumerate(self._suffixes(layer)):
                 index = layer * D + direction
-                W_x, W_h, b, W_r = self._fused_weights(backend, suffix)
+                W_x, W_h, b, W_r, peephole = self._fused_weights(backend, suffix)
                 x_dir = layer_input if direction == 0 else ops.time_steps_copy(
                     backend, layer_input, kernel_lengths, reverse=True)
                 h0, c0 = h0_all[index], c0_all[index]
@@ -402,7 +421,7 @@ class LSTM:
                     m_all = None
                     if W_r is None:
                         h_all, c_all, gates_all = ops.sequence_forward(backend, x_dir, h0, c0,
-                                                                       W_x, W_h, b)
+                                                                       W_x, W_h, b, peephole)
                     else:
                         h_all, c_all, m_all, gates_all = ops.projected_sequence_forward(
                             backend, x_dir, h0, c0, W_x, W_h, b, W_r)
@@ -411,11 +430,11 @@ class LSTM:
                     else:
                         h_last, c_last = ops.final_states(backend, h_all, c_all, lengths_dev)
                     saved.append(_DirectionCache(x_dir, h0, c0, W_x, W_h, h_all, c_all,
-                                                 gates_all, W_r, m_all))
+                                                 gates_all, W_r, m_all, peephole))
                 else:
                     h_all, h_last, c_last = ops.sequence_inference(backend, x_dir, h0, c0,
                                                                    W_x, W_h, b, lengths_dev,
-                                                                   W_r=W_r)
+                                                                   W_r=W_r, peephole=peephole)
                 h_n.append(h_last)
                 c_n.append(c_last)
                 if direction == 0:
@@ -450,9 +469,10 @@ class LSTM:
         return results[0], results[1], cache
 
     def _fused_weights(self, backend: Backend, suffix: str) -> tuple:
-        """This direction's ``(W_x (X, 4H), W_h (P, 4H), b (4H,), W_r (H, P) or None)`` for
-        the kernels: fresh copies made from the live parameters on every call, so they are
-        never stale (``W_r``: the projection, ``weight_hr`` transposed, with proj_size)."""
+        """This direction's ``(W_x (X, 4H), W_h (P, 4H), b (4H,), W_r (H, P) or None,
+        peephole (3, H) or None)`` for the kernels: fresh copies made from the live
+        parameters on every call, so they are never stale (``W_r``: the projection,
+        ``weight_hr`` transposed, with proj_size; ``peephole``: with peephole=True)."""
         xp = backend.xp
 
         def live(name: str) -> Any:
@@ -468,7 +488,8 @@ class LSTM:
             b = xp.zeros((4 * self.hidden_size,), dtype=self.dtype)
         W_r = (ops.contiguous_copy(backend, transposed(live("weight_hr"))) if self.proj_size
                else None)
-        return W_x, W_h, b, W_r
+        peephole = ops.contiguous_copy(backend, live("peephole")) if self.peephole else None
+        return W_x, W_h, b, W_r, peephole
 
     def _output_layout(self, backend: Backend, time_major: Any, unbatched: bool) -> Any:
         """(T, B, F) time-major -> the caller's layout."""
@@ -551,7 +572,14 @@ class LSTM:
                     d_layer[:, :, direction * P:(direction + 1) * P])
                 if direction == 1:  # into the reversed direction's own time order
                     d_h = ops.time_steps_copy(backend, d_h, kernel_lengths, reverse=True)
-                if saved.W_r is None:
+                if saved.peephole is not None:
+                    dx, dh0[index], dc0[index], dW_x, dW_h, dpeephole, db = (
+                        ops.peephole_sequence_backward(
+                            backend, saved.x, saved.h0, saved.c0, saved.W_x, saved.W_h,
+                            saved.peephole, saved.h_all, saved.c_all, saved.gates_all, d_h,
+                            dh_n_all[index], dc_n_all[index], kernel_lengths))
+                    grads["peephole" + suffix] = dpeephole
+                elif saved.W_r is None:
                     dx, dh0[index], dc0[index], dW_x, dW_h, db = ops.sequence_backward(
                         backend, saved.x, saved.h0, saved.c0, saved.W_x, saved.W_h,
                         saved.h_all, saved.c_all, saved.gates_all, d_h, dh_n_all[index],

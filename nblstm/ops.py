@@ -53,11 +53,12 @@ def reverse_axes(backend: Backend, array: Any) -> Any:
     return out
 
 
-def sequence_forward(backend: Backend, x, h0, c0, W_x, W_h, b) -> tuple:
+def sequence_forward(backend: Backend, x, h0, c0, W_x, W_h, b, peephole=None) -> tuple:
     """Training forward over a sequence: ``(h_all, c_all, gates_all)``.
 
     x (T, B, X), h0 and c0 (B, H); returns h_all and c_all (T, B, H) and the activated
-    gates (T, B, 4H) in the order (i, f, g, o).
+    gates (T, B, 4H) in the order (i, f, g, o). ``peephole`` (3, H): the peephole weights
+    (rows i, f, o) of a cell with peephole connections, or None.
     """
     xp = backend.xp
     T, B, _ = x.shape
@@ -65,7 +66,11 @@ def sequence_forward(backend: Backend, x, h0, c0, W_x, W_h, b) -> tuple:
     h_all = xp.empty((T, B, H), dtype=x.dtype)
     c_all = xp.empty((T, B, H), dtype=x.dtype)
     gates_all = xp.empty((T, B, 4 * H), dtype=x.dtype)
-    backend.kernels.lstm_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all)
+    if peephole is None:
+        backend.kernels.lstm_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all)
+    else:
+        backend.kernels.lstm_peephole_sequence_forward(x, h0, c0, W_x, W_h, b, peephole, h_all,
+                                                       c_all, gates_all)
     return h_all, c_all, gates_all
 
 
@@ -90,12 +95,13 @@ def inference_chunk_steps(T: int, B: int, H: int, itemsize: int, projected: bool
 
 
 def sequence_inference(backend: Backend, x, h0, c0, W_x, W_h, b, lengths=None,
-                       chunk_steps: int | None = None, W_r=None) -> tuple:
+                       chunk_steps: int | None = None, W_r=None, peephole=None) -> tuple:
     """Inference over a sequence: ``(h_all, h_n, c_n)``, keeping nothing per step.
 
     x (T, B, X), h0 (B, P) and c0 (B, H) -> h_all (T, B, P), final states h_n (B, P) and
     c_n (B, H); ``P = H`` without a projection, else ``W_r`` (H, P) is the projection and
-    ``W_h`` is (P, 4H) (``projected_sequence_forward``).
+    ``W_h`` is (P, 4H) (``projected_sequence_forward``); ``peephole`` (3, H) or None: the
+    peephole weights of a cell with peephole connections (``sequence_forward``).
     ``lengths`` (B,) int64 on the backend, or None for full sequences: row b's final state
     is then the one at step ``lengths[b] - 1`` (``h_all`` past that step is left as computed;
     the caller zeroes it). The sequence runs in chunks of ``chunk_steps`` steps (None:
@@ -124,7 +130,11 @@ def sequence_inference(backend: Backend, x, h0, c0, W_x, W_h, b, lengths=None,
         n = min(steps, T - start)
         # The next chunk reads h and c only at its first step, before overwriting any of
         # c_chunk, so they can stay views into this chunk's buffers.
-        if W_r is None:
+        if peephole is not None:
+            backend.kernels.lstm_peephole_sequence_forward(x[start:start + n], h, c, W_x, W_h, b,
+                                                           peephole, h_all[start:start + n],
+                                                           c_chunk[:n], gates_chunk[:n])
+        elif W_r is None:
             backend.kernels.lstm_sequence_forward(x[start:start + n], h, c, W_x, W_h, b,
                                                   h_all[start:start + n], c_chunk[:n],
                                                   gates_chunk[:n], False)
@@ -231,6 +241,22 @@ def sequence_backward(backend: Backend, x, h0, c0, W_x, W_h, h_all, c_all, gates
                                            dh_all, dh_n, dc_n, lengths, dx, dh0, dc0, dW_x,
                                            dW_h, db)
     return dx, dh0, dc0, dW_x, dW_h, db
+
+
+def peephole_sequence_backward(backend: Backend, x, h0, c0, W_x, W_h, peephole, h_all, c_all,
+                               gates_all, dh_all, dh_n, dc_n, lengths) -> tuple:
+    """BPTT of the cell with peephole connections: ``(dx, dh0, dc0, dW_x, dW_h, dpeephole,
+    db)``; as ``sequence_backward`` (``lengths`` required) with ``peephole`` (3, H) and its
+    gradient ``dpeephole`` (3, H), rows (i, f, o)."""
+    xp = backend.xp
+    dtype = x.dtype
+    dx, dh0, dc0 = (xp.empty(a.shape, dtype=dtype) for a in (x, h0, c0))
+    dW_x, dW_h, dpeephole = (xp.empty(a.shape, dtype=dtype) for a in (W_x, W_h, peephole))
+    db = xp.empty((W_h.shape[1],), dtype=dtype)
+    backend.kernels.lstm_peephole_sequence_backward(x, h0, c0, W_x, W_h, peephole, h_all, c_all,
+                                                    gates_all, dh_all, dh_n, dc_n, lengths, dx,
+                                                    dh0, dc0, dW_x, dW_h, dpeephole, db)
+    return dx, dh0, dc0, dW_x, dW_h, dpeephole, db
 
 
 def projected_sequence_backward(backend: Backend, x, h0, c0, W_x, W_h, W_r, h_all, c_all,

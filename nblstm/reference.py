@@ -129,7 +129,9 @@ def layer_forward(parameters: dict, num_layers: int, bidirectional: bool, x: np.
     parameters  torch's names: ``weight_ih_l{k}[_reverse]`` (4H, X_k), ``weight_hh_l{k}``
                 (4H, P), optional ``bias_ih_l{k}``, ``bias_hh_l{k}`` (4H,), and with a
                 projection ``weight_hr_l{k}`` (P, H) (``h = weight_hr @ (o * tanh(c))``);
-                P = H without one; gates (i, f, g, o)
+                P = H without one; gates (i, f, g, o); with peephole connections
+                ``peephole_l{k}`` (3, H), rows (i, f, o): ``i`` and ``f`` see ``c_{t-1}``,
+                ``o`` sees ``c_t`` (ONNX's ``P``)
     x           (T, B, X) time-major; state None or ``(h0, c0)``: (num_layers * D, B, P) and
                 (num_layers * D, B, H)
     lengths     None or (B,): sequence b is ``x[:lengths[b], b]``; the backward direction
@@ -163,7 +165,12 @@ def layer_forward(parameters: dict, num_layers: int, bidirectional: bool, x: np.
                     if "bias_ih" + suffix in p:
                         z = z + p["bias_ih" + suffix] + p["bias_hh" + suffix]
                     i, f, g, o = np.split(z, 4)
+                    if "peephole" + suffix in p:
+                        p_i, p_f, p_o = p["peephole" + suffix]
+                        i, f = i + p_i * c, f + p_f * c
                     c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+                    if "peephole" + suffix in p:
+                        o = o + p_o * c
                     h = sigmoid(o) * np.tanh(c)
                     if "weight_hr" + suffix in p:
                         h = p["weight_hr" + suffix] @ h

@@ -46,6 +46,12 @@ def signatures(ty):
         "_gates_forward_kernel": (kernels._gates_forward_kernel, (a3, a2, a2, a3, a3, int64)),
         "_gates_backward_kernel": (kernels._gates_backward_kernel,
                                    (a3, a2, a3, a3, a2, a2, a2, a2, lengths, a3, int64)),
+        "_peephole_gates_forward_kernel": (kernels._peephole_gates_forward_kernel,
+                                           (a3, a2, a2, a2, a3, a3, int64)),
+        "_peephole_gates_backward_kernel": (kernels._peephole_gates_backward_kernel,
+                                            (a3, a2, a3, a2, a3, a2, a2, a2, a2, lengths, a3,
+                                             int64)),
+        "_peephole_gradient_kernel": (kernels._peephole_gradient_kernel, (a2, a3, a3, a2)),
         "_copy_time_steps_kernel": (kernels._copy_time_steps_kernel, (a3, lengths, boolean, a3)),
         "_add_arrays_kernel": (kernels._add_arrays_kernel, (a1, a1, a1)),
         "_gather_steps_kernel": (kernels._gather_steps_kernel, (a3, lengths, int64, a2)),
@@ -81,12 +87,14 @@ def training_signatures(ty):
 
 
 def uncovered_kernels(table: dict) -> list[str]:
-    """Module-level CUDA kernels of nblstm that ``signatures`` does not list."""
+    """Module-level CUDA kernels of nblstm that ``signatures`` does not list (device
+    functions, ``cuda.jit(device=True)``, are compiled inside the kernels that call them)."""
     from numba.cuda.dispatcher import CUDADispatcher
     listed = {id(kernel) for kernel, _ in table.values()}
     return [f"{module.__name__}.{name}" for module in KERNEL_MODULES
             for name, value in vars(module).items()
-            if isinstance(value, CUDADispatcher) and id(value) not in listed]
+            if isinstance(value, CUDADispatcher) and id(value) not in listed
+            and not value.targetoptions.get("device", False)]
 
 
 def _probe_kernel(a):

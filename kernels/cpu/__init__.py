@@ -5,7 +5,7 @@ Exports exactly ``contract.TWIN_FUNCTIONS``, with the same parameters as
 
 Modules:
 - ``lstm``: the fused gate updates and the whole-sequence loops (BLAS per step, or the
-  packed GEMM below, as ``plan`` decides).
+  packed GEMM below, as ``plan`` decides); the peephole cell's loops (BLAS).
 - ``packed_gemm``: the register-blocked micro-kernel on packed weight panels (LLVM vector IR).
 - ``packed_lstm``: the sequence loops on the packed GEMM, the gate math in the same region.
 - ``plan``: which GEMM, tile and threading a call uses (``NBLSTM_CPU_GEMM``).
@@ -18,7 +18,8 @@ from its on-disk cache).
 """
 from ..contract import TWIN_FUNCTIONS
 from .lstm import (add_arrays, copy_time_steps, dropout, gather_steps, linear_softmax,
-                   lstm_gates_backward, lstm_gates_forward, lstm_sequence_backward,
+                   lstm_gates_backward, lstm_gates_forward, lstm_peephole_sequence_backward,
+                   lstm_peephole_sequence_forward, lstm_sequence_backward,
                    lstm_sequence_forward, reverse_axes_copy)
 from .projected_lstm import lstm_projected_sequence_backward, lstm_projected_sequence_forward
 from .training import (adam_update, gather_rows, scale_in_place, sgd_momentum_update,

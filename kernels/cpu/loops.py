@@ -9,10 +9,13 @@ from numba import njit
 from ..config import JIT_OPTIONS
 from ..math import gates
 
+#: The ``peephole`` argument of ``gates_backward_units`` for the plain cell: no rows.
+NO_PEEPHOLE = np.zeros((0, 0))
+
 
 @njit(**JIT_OPTIONS)
 def gates_backward_units(t, lengths, gates_t, c_prev, c_t, dh_t, dh_n, dc_n, dc, dz_t, dh_rec_all,
-                          j0, j1):
+                          j0, j1, peephole):
     """One BPTT step ``t`` of the gate backward for hidden units ``[j0, j1)``, all rows: the
     padding and final-state rules of a padded batch, written once for both CPU paths.
 
@@ -22,8 +25,10 @@ def gates_backward_units(t, lengths, gates_t, c_prev, c_t, dh_t, dh_n, dc_n, dc,
     (B, 4H) out; dh_rec (B, >= H): in dLoss/dh_t from step t+1 (``dz_{t+1} @ W_h^T``).
     Row b's final state was taken at step ``lengths[b] - 1``: that step takes dh_n, dc_n
     (copied into dh_rec and dc) instead of the recurrent gradients; rows with
-    ``t >= lengths[b]`` are padding (dz_t and dc zero, nothing passed on). A function of its
-    own so that LLVM vectorizes the unit loop."""
+    ``t >= lengths[b]`` are padding (dz_t and dc zero, nothing passed on). ``peephole``:
+    (3, H) peephole weights (rows i, f, o; ``gates.lstm_unit_backward_peephole``), or an
+    array with no rows for the plain cell (``NO_PEEPHOLE``). A function of its own so that
+    LLVM vectorizes the unit loop (one loop per cell kind: the choice is made per row)."""
     H = c_t.shape[1]
     for row in range(c_t.shape[0]):
         dz_r = dz_t[row]
@@ -53,14 +58,27 @@ def gates_backward_units(t, lengths, gates_t, c_prev, c_t, dh_t, dh_n, dc_n, dc,
         g_i, g_f, g_g, g_o = (g_r[j0:j1], g_r[H + j0:H + j1], g_r[2 * H + j0:2 * H + j1],
                               g_r[3 * H + j0:3 * H + j1])
         c_p, c_c, dh_o = c_prev[row, j0:j1], c_t[row, j0:j1], dh_t[row, j0:j1]
-        for u in range(j1 - j0):
-            d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward(
-                g_i[u], g_f[u], g_g[u], g_o[u], c_p[u], c_c[u], dh_o[u] + dh_rec[u], d_c[u])
-            dz_i[u] = d_i
-            dz_f[u] = d_f
-            dz_g[u] = d_g
-            dz_o[u] = d_o
-            d_c[u] = d_c_prev
+        if peephole.shape[0] == 0:
+            for u in range(j1 - j0):
+                d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward(
+                    g_i[u], g_f[u], g_g[u], g_o[u], c_p[u], c_c[u], dh_o[u] + dh_rec[u],
+                    d_c[u])
+                dz_i[u] = d_i
+                dz_f[u] = d_f
+                dz_g[u] = d_g
+                dz_o[u] = d_o
+                d_c[u] = d_c_prev
+        else:
+            p_i, p_f, p_o = peephole[0, j0:j1], peephole[1, j0:j1], peephole[2, j0:j1]
+            for u in range(j1 - j0):
+                d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward_peephole(
+                    g_i[u], g_f[u], g_g[u], g_o[u], c_p[u], c_c[u], dh_o[u] + dh_rec[u],
+                    d_c[u], p_i[u], p_f[u], p_o[u])
+                dz_i[u] = d_i
+                dz_f[u] = d_f
+                dz_g[u] = d_g
+                dz_o[u] = d_o
+                d_c[u] = d_c_prev
 
 
 @njit(**JIT_OPTIONS)
@@ -129,3 +147,25 @@ def gradients_after_the_loop(x, h0, h_all, W_x, dz_all, W_x_T, later_steps, dx, 
             for k in range(G):
                 row[k] += add[k]
     column_sums(dz_2d, db)
+
+
+@njit(**JIT_OPTIONS)
+def peephole_gradient(c0, c_all, dz_all, dpeephole):
+    """The peephole weights' gradient from BPTT's ``dz_all (T, B, 4H)``: ``dpeephole``
+    (3, H) out, rows (i, f, o): ``sum_{t,b} dz_i * c_{t-1}``, ``dz_f * c_{t-1}`` and
+    ``dz_o * c_t`` (``c_{-1} = c0 (B, H)``, ``c_all (T, B, H)``), summed in a fixed order.
+    Padding steps have ``dz = 0`` and add nothing."""
+    T, B, H = c_all.shape
+    for k in range(3):
+        for j in range(H):
+            dpeephole[k, j] = 0
+    for t in range(T):
+        for row in range(B):
+            c_p = c0[row] if t == 0 else c_all[t - 1, row]
+            c_c, dz = c_all[t, row], dz_all[t, row]
+            dz_i, dz_f, dz_o = dz[0:H], dz[H:2 * H], dz[3 * H:4 * H]
+            d_i, d_f, d_o = dpeephole[0], dpeephole[1], dpeephole[2]
+            for j in range(H):
+                d_i[j] += dz_i[j] * c_p[j]
+                d_f[j] += dz_f[j] * c_p[j]
+                d_o[j] += dz_o[j] * c_c[j]

@@ -29,8 +29,8 @@ from ..config import JIT_OPTIONS as _JIT_OPTIONS
 from ..math import dropout as dropout_math, gates
 from ..math.softmax import add_bias_softmax_in_place
 from . import packed_lstm, plan
-from .loops import (gates_backward_units, gradients_after_the_loop, input_projection,
-                    transpose_into)
+from .loops import (NO_PEEPHOLE, gates_backward_units, gradients_after_the_loop,
+                    input_projection, peephole_gradient, transpose_into)
 from .workspace import scratch
 
 
@@ -68,6 +68,29 @@ def lstm_gates_forward(z, z_h, c_prev, c_out, h_out):
     """
     for row in range(c_prev.shape[0]):
         _gates_forward_row(z[row], z_h[row], c_prev[row], c_out[row], h_out[row])
+
+
+@njit(**_JIT_OPTIONS)
+def _peephole_gates_forward(z, z_h, c_prev, peephole, c_out, h_out):
+    """``lstm_gates_forward`` of the cell with peephole connections: ``peephole (3, H)``
+    holds the weights of the (i, f, o) gates (``gates.lstm_unit_forward_peephole``)."""
+    H = c_prev.shape[1]
+    p_i, p_f, p_o = peephole[0], peephole[1], peephole[2]
+    for row in range(c_prev.shape[0]):
+        z_r, zh_r, c_p, c_o, h_o = z[row], z_h[row], c_prev[row], c_out[row], h_out[row]
+        z_i, z_f, z_g, z_o = z_r[0:H], z_r[H:2 * H], z_r[2 * H:3 * H], z_r[3 * H:4 * H]
+        zh_i, zh_f, zh_g, zh_o = (zh_r[0:H], zh_r[H:2 * H], zh_r[2 * H:3 * H],
+                                  zh_r[3 * H:4 * H])
+        for j in range(H):
+            i, f, g, o, c, h = gates.lstm_unit_forward_peephole(
+                z_i[j] + zh_i[j], z_f[j] + zh_f[j], z_g[j] + zh_g[j], z_o[j] + zh_o[j], c_p[j],
+                p_i[j], p_f[j], p_o[j])
+            z_i[j] = i
+            z_f[j] = f
+            z_g[j] = g
+            z_o[j] = o
+            c_o[j] = c
+            h_o[j] = h
 
 
 @njit(**_JIT_OPTIONS)
@@ -131,22 +154,45 @@ def lstm_sequence_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: np
     gemm = plan.plan(x.dtype, x.shape[1] * H * 4 * H, training=training)
     x, h0, c0, W_x, W_h, b = (np.ascontiguousarray(a) for a in (x, h0, c0, W_x, W_h, b))
     if gemm is None:
-        _blas_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all)
+        _blas_sequence_forward(x, h0, c0, W_x, W_h, b, NO_PEEPHOLE, h_all, c_all, gates_all)
     else:
         packed_lstm.sequence_forward(gemm, x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all)
 
 
 @njit(**_JIT_OPTIONS)
-def _blas_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all):
-    """``lstm_sequence_forward`` with numba's ``np.dot`` (scipy's BLAS) per step."""
+def _blas_sequence_forward(x, h0, c0, W_x, W_h, b, peephole, h_all, c_all, gates_all):
+    """``lstm_sequence_forward`` with numba's ``np.dot`` (scipy's BLAS) per step; with
+    peephole connections when ``peephole`` (3, H) has rows (``NO_PEEPHOLE``: none)."""
     T, B, _ = x.shape
     input_projection(x, W_x, b, gates_all)
     z_h = np.empty((B, W_h.shape[1]), dtype=x.dtype)
-    np.dot(h0, W_h, z_h)
-    lstm_gates_forward(gates_all[0], z_h, c0, c_all[0], h_all[0])
-    for t in range(1, T):
-        np.dot(h_all[t - 1], W_h, z_h)
-        lstm_gates_forward(gates_all[t], z_h, c_all[t - 1], c_all[t], h_all[t])
+    for t in range(T):
+        h_prev, c_prev = (h0, c0) if t == 0 else (h_all[t - 1], c_all[t - 1])
+        np.dot(h_prev, W_h, z_h)
+        if peephole.shape[0] == 0:
+            lstm_gates_forward(gates_all[t], z_h, c_prev, c_all[t], h_all[t])
+        else:
+            _peephole_gates_forward(gates_all[t], z_h, c_prev, peephole, c_all[t], h_all[t])
+
+
+def lstm_peephole_sequence_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray,
+                                   W_x: np.ndarray, W_h: np.ndarray, b: np.ndarray,
+                                   peephole: np.ndarray, h_all: np.ndarray, c_all: np.ndarray,
+                                   gates_all: np.ndarray) -> None:
+    """``lstm_sequence_forward`` of the cell with peephole connections (ONNX's ``P``).
+
+    peephole  (3, H)  the weights through which the input, forget and output gates (rows in
+                      that order) see the cell state: ``i = sigmoid(z_i + p_i * c_{t-1})``,
+                      ``f = sigmoid(z_f + p_f * c_{t-1})``, ``o = sigmoid(z_o + p_o * c_t)``
+    The other arguments, the layout and what is saved are those of ``lstm_sequence_forward``
+    (``gates_all`` holds the activated gates, peephole terms included). BLAS loops only: the
+    packed micro-kernel declines peepholes (``NBLSTM_CPU_GEMM=auto`` runs BLAS; a forced
+    tile is a ``ValueError``).
+    """
+    plan.require_blas("peephole connections")
+    x, h0, c0, W_x, W_h, b, peephole = (np.ascontiguousarray(a)
+                                        for a in (x, h0, c0, W_x, W_h, b, peephole))
+    _blas_sequence_forward(x, h0, c0, W_x, W_h, b, peephole, h_all, c_all, gates_all)
 
 
 def lstm_sequence_backward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: np.ndarray,
@@ -187,25 +233,55 @@ def lstm_sequence_backward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: n
         np.ascontiguousarray(a)
         for a in (x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n, lengths))
     if gemm is None:
-        T, X, G, dtype = x.shape[0], x.shape[2], 4 * H, x.dtype
-        _blas_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n,
-                                dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, db,
-                                scratch("blas backward dz", (T, x.shape[1], G), dtype),
-                                scratch("blas backward W_h^T", (G, H), dtype),
-                                scratch("blas backward W_x^T", (G, X), dtype),
-                                scratch("blas backward dW_h steps", (H, G), dtype))
+        _blas_backward_call(x, h0, c0, W_x, W_h, NO_PEEPHOLE, h_all, c_all, gates_all, dh_all,
+                            dh_n, dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, NO_PEEPHOLE, db)
     else:
         packed_lstm.sequence_backward(gemm, x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
                                       dh_n, dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, db)
 
 
+def _blas_backward_call(x, h0, c0, W_x, W_h, peephole, h_all, c_all, gates_all, dh_all, dh_n,
+                        dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, dpeephole, db):
+    """``_blas_sequence_backward`` with its work buffers (contiguous inputs)."""
+    (T, B, X), H, dtype = x.shape, h0.shape[1], x.dtype
+    G = 4 * H
+    _blas_sequence_backward(x, h0, c0, W_x, W_h, peephole, h_all, c_all, gates_all, dh_all,
+                            dh_n, dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, dpeephole, db,
+                            scratch("blas backward dz", (T, B, G), dtype),
+                            scratch("blas backward W_h^T", (G, H), dtype),
+                            scratch("blas backward W_x^T", (G, X), dtype),
+                            scratch("blas backward dW_h steps", (H, G), dtype))
+
+
+def lstm_peephole_sequence_backward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray,
+                                    W_x: np.ndarray, W_h: np.ndarray, peephole: np.ndarray,
+                                    h_all: np.ndarray, c_all: np.ndarray, gates_all: np.ndarray,
+                                    dh_all: np.ndarray, dh_n: np.ndarray, dc_n: np.ndarray,
+                                    lengths: np.ndarray, dx: np.ndarray, dh0: np.ndarray,
+                                    dc0: np.ndarray, dW_x: np.ndarray, dW_h: np.ndarray,
+                                    dpeephole: np.ndarray, db: np.ndarray) -> None:
+    """``lstm_sequence_backward`` of the cell with peephole connections.
+
+    ``peephole (3, H)`` as given to ``lstm_peephole_sequence_forward`` and what it saved;
+    ``dpeephole (3, H)`` out: dLoss/d(peephole), rows (i, f, o). Everything else, padding
+    rules included, is ``lstm_sequence_backward``'s. BLAS loops only (as the forward).
+    """
+    plan.require_blas("peephole connections")
+    arrays = (x, h0, c0, W_x, W_h, peephole, h_all, c_all, gates_all, dh_all, dh_n, dc_n,
+              lengths)
+    _blas_backward_call(*(np.ascontiguousarray(a) for a in arrays), dx, dh0, dc0, dW_x, dW_h,
+                        dpeephole, db)
+
+
 @njit(**_JIT_OPTIONS)
-def _blas_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n,
-                            lengths, dx, dh0, dc0, dW_x, dW_h, db, dz_all, W_h_T, W_x_T,
-                            later_steps):
-    """``lstm_sequence_backward`` with numba's ``np.dot`` (scipy's BLAS) per step; the last
-    four arguments are work buffers (``workspace``): dz_all (T, B, 4H), W_h_T (4H, H),
-    W_x_T (4H, X), later_steps (H, 4H)."""
+def _blas_sequence_backward(x, h0, c0, W_x, W_h, peephole, h_all, c_all, gates_all, dh_all,
+                            dh_n, dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, dpeephole, db,
+                            dz_all, W_h_T, W_x_T, later_steps):
+    """``lstm_sequence_backward`` with numba's ``np.dot`` (scipy's BLAS) per step, with
+    peephole connections when ``peephole`` (3, H) has rows (then ``dpeephole`` (3, H) gets
+    their gradient; ``NO_PEEPHOLE`` for both: none); the last four arguments are work
+    buffers (``workspace``): dz_all (T, B, 4H), W_h_T (4H, H), W_x_T (4H, X),
+    later_steps (H, 4H)."""
     T = x.shape[0]
     H = h0.shape[1]
     transpose_into(W_h, W_h_T)
@@ -215,9 +291,11 @@ def _blas_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all
         c_prev = c_all[t - 1] if t > 0 else c0
         # padding rows and the rows whose final state was taken at step t: loops.py
         gates_backward_units(t, lengths, gates_all[t], c_prev, c_all[t], dh_all[t], dh_n, dc_n,
-                             dc, dz_all[t], dh_recurrent, 0, H)
+                             dc, dz_all[t], dh_recurrent, 0, H, peephole)
         np.dot(dz_all[t], W_h_T, dh_recurrent)
     gradients_after_the_loop(x, h0, h_all, W_x, dz_all, W_x_T, later_steps, dx, dW_x, dW_h, db)
+    if peephole.shape[0] != 0:
+        peephole_gradient(c0, c_all, dz_all, dpeephole)
 
 
 @njit(**_JIT_OPTIONS)

@@ -56,36 +56,111 @@ def _gates_forward_kernel(z_all, z_h, c0, c_all, h_all, t):
 
 
 @cuda.jit
-def _gates_backward_kernel(gates_all, c0, c_all, dh_all, dh_recurrent, dc, dh_n, dc_n, lengths,
-                           dz_all, t):
-    """Step ``t`` of BPTT: ``dh = dh_all[t] + dh_recurrent``; writes ``dz_all[t]`` and
-    replaces ``dc`` (dLoss/dc_t) by dLoss/dc_{t-1}. Row b's final state was taken at step
-    ``lengths[b] - 1``, which receives ``dh_n``, ``dc_n`` instead of the recurrent
-    gradient; later steps are padding (``dz = 0``, nothing passed on)."""
+def _peephole_gates_forward_kernel(z_all, z_h, c0, peephole, c_all, h_all, t):
+    """``_gates_forward_kernel`` of the cell with peephole connections, ``peephole (3, H)``
+    (rows i, f, o; ``gates.lstm_unit_forward_peephole``)."""
     j, row = cuda.grid(2)
     H = c0.shape[1]
     if row < c0.shape[0] and j < H:
-        length = lengths[row]
-        if t >= length:
-            for k in range(4):
-                dz_all[t, row, k * H + j] = 0
-            dc[row, j] = 0
+        c_prev = c0[row, j] if t == 0 else c_all[t - 1, row, j]
+        i, f, g, o, c, h = gates.lstm_unit_forward_peephole(
+            z_all[t, row, j] + z_h[row, j], z_all[t, row, H + j] + z_h[row, H + j],
+            z_all[t, row, 2 * H + j] + z_h[row, 2 * H + j],
+            z_all[t, row, 3 * H + j] + z_h[row, 3 * H + j], c_prev,
+            peephole[0, j], peephole[1, j], peephole[2, j])
+        z_all[t, row, j] = i
+        z_all[t, row, H + j] = f
+        z_all[t, row, 2 * H + j] = g
+        z_all[t, row, 3 * H + j] = o
+        c_all[t, row, j] = c
+        h_all[t, row, j] = h
+
+
+@cuda.jit(device=True)
+def _gradients_entering(t, row, j, dh_all, dh_recurrent, dc, dh_n, dc_n, lengths, dz_all):
+    """The padding and final-state rules of BPTT step ``t`` for one (row, unit): returns
+    ``(padding, dh, dc_next)``. Row b's final state was taken at step ``lengths[b] - 1``,
+    which receives ``dh_n``, ``dc_n`` instead of the recurrent gradient; later steps are
+    padding: their ``dz`` and ``dc`` are zeroed here and nothing is passed on."""
+    H = dc.shape[1]
+    length = lengths[row]
+    if t >= length:
+        for k in range(4):
+            dz_all[t, row, k * H + j] = 0
+        dc[row, j] = 0
+        return True, dc[row, j], dc[row, j]
+    if t == length - 1:
+        return False, dh_all[t, row, j] + dh_n[row, j], dc_n[row, j]
+    return False, dh_all[t, row, j] + dh_recurrent[row, j], dc[row, j]
+
+
+@cuda.jit(device=True)
+def _store_gate_gradients(t, row, j, dz_all, dc, d_i, d_f, d_g, d_o, d_c_prev):
+    H = dc.shape[1]
+    dz_all[t, row, j] = d_i
+    dz_all[t, row, H + j] = d_f
+    dz_all[t, row, 2 * H + j] = d_g
+    dz_all[t, row, 3 * H + j] = d_o
+    dc[row, j] = d_c_prev
+
+
+@cuda.jit
+def _gates_backward_kernel(gates_all, c0, c_all, dh_all, dh_recurrent, dc, dh_n, dc_n, lengths,
+                           dz_all, t):
+    """Step ``t`` of BPTT: ``dh = dh_all[t] + dh_recurrent``; writes ``dz_all[t]`` and
+    replaces ``dc`` (dLoss/dc_t) by dLoss/dc_{t-1}; padded batches as in
+    ``_gradients_entering``."""
+    j, row = cuda.grid(2)
+    H = c0.shape[1]
+    if row < c0.shape[0] and j < H:
+        padding, dh, dc_next = _gradients_entering(t, row, j, dh_all, dh_recurrent, dc, dh_n,
+                                                   dc_n, lengths, dz_all)
+        if padding:
             return
-        if t == length - 1:
-            dh = dh_all[t, row, j] + dh_n[row, j]
-            dc_next = dc_n[row, j]
-        else:
-            dh = dh_all[t, row, j] + dh_recurrent[row, j]
-            dc_next = dc[row, j]
         c_prev = c0[row, j] if t == 0 else c_all[t - 1, row, j]
         d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward(
             gates_all[t, row, j], gates_all[t, row, H + j], gates_all[t, row, 2 * H + j],
             gates_all[t, row, 3 * H + j], c_prev, c_all[t, row, j], dh, dc_next)
-        dz_all[t, row, j] = d_i
-        dz_all[t, row, H + j] = d_f
-        dz_all[t, row, 2 * H + j] = d_g
-        dz_all[t, row, 3 * H + j] = d_o
-        dc[row, j] = d_c_prev
+        _store_gate_gradients(t, row, j, dz_all, dc, d_i, d_f, d_g, d_o, d_c_prev)
+
+
+@cuda.jit
+def _peephole_gates_backward_kernel(gates_all, c0, c_all, peephole, dh_all, dh_recurrent, dc,
+                                    dh_n, dc_n, lengths, dz_all, t):
+    """``_gates_backward_kernel`` of the cell with peephole connections (``peephole``
+    (3, H), rows i, f, o; ``gates.lstm_unit_backward_peephole``)."""
+    j, row = cuda.grid(2)
+    H = c0.shape[1]
+    if row < c0.shape[0] and j < H:
+        padding, dh, dc_next = _gradients_entering(t, row, j, dh_all, dh_recurrent, dc, dh_n,
+                                                   dc_n, lengths, dz_all)
+        if padding:
+            return
+        c_prev = c0[row, j] if t == 0 else c_all[t - 1, row, j]
+        d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward_peephole(
+            gates_all[t, row, j], gates_all[t, row, H + j], gates_all[t, row, 2 * H + j],
+            gates_all[t, row, 3 * H + j], c_prev, c_all[t, row, j], dh, dc_next,
+            peephole[0, j], peephole[1, j], peephole[2, j])
+        _store_gate_gradients(t, row, j, dz_all, dc, d_i, d_f, d_g, d_o, d_c_prev)
+
+
+@cuda.jit
+def _peephole_gradient_kernel(c0, c_all, dz_all, dpeephole):
+    """``dpeephole (3, H)``: one thread per (gate, unit) sums ``dz * c`` over steps and rows
+    in a fixed order (``kernels.cpu.loops.peephole_gradient``)."""
+    j, k = cuda.grid(2)
+    T, B, H = c_all.shape
+    if k < 3 and j < H:
+        block = 3 if k == 2 else k  # rows (i, f, o) of the gate blocks (i, f, g, o)
+        total = type(dpeephole[k, j])(0)
+        for t in range(T):
+            for row in range(B):
+                if k == 2:
+                    c = c_all[t, row, j]
+                else:
+                    c = c0[row, j] if t == 0 else c_all[t - 1, row, j]
+                total += dz_all[t, row, block * H + j] * c
+        dpeephole[k, j] = total
 
 
 @cuda.jit
@@ -237,9 +312,17 @@ def lstm_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all, train
     _forward_loop(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all)
 
 
-def _forward_loop(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all, W_r=None, m_all=None):
+def lstm_peephole_sequence_forward(x, h0, c0, W_x, W_h, b, peephole, h_all, c_all, gates_all):
+    """Forward of the cell with peephole connections; see
+    ``kernels.cpu.lstm.lstm_peephole_sequence_forward``."""
+    _forward_loop(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all, peephole=peephole)
+
+
+def _forward_loop(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all, W_r=None, m_all=None,
+                  peephole=None):
     """The forward time loop, with the projection ``h_t = m_t @ W_r`` after each step's gate
-    launch when ``W_r`` is given (the gate kernel then writes ``m_t`` into ``m_all``)."""
+    launch when ``W_r`` is given (the gate kernel then writes ``m_t`` into ``m_all``), and
+    the peephole gate kernel when ``peephole`` (3, H) is given."""
     T, B, _ = x.shape
     H = c0.shape[1]
     G = W_h.shape[1]
@@ -249,10 +332,15 @@ def _forward_loop(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all, W_r=None, m_a
         unprojected = h_all if W_r is None else m_all
         k_gates, k_z_h, k_c0, k_c, k_h = (run.kernel_arg(a) for a in (gates_all, z_h, c0,
                                                                       c_all, unprojected))
-        gate_launch = run.launch_2d(_gates_forward_kernel, H, B)
+        if peephole is None:
+            gate_launch = run.launch_2d(_gates_forward_kernel, H, B)
+            k_cell = (k_gates, k_z_h, k_c0, k_c, k_h)
+        else:
+            gate_launch = run.launch_2d(_peephole_gates_forward_kernel, H, B)
+            k_cell = (k_gates, k_z_h, k_c0, run.kernel_arg(peephole), k_c, k_h)
         for t in range(T):
             run.gemm(h0 if t == 0 else h_all[t - 1], W_h, z_h)
-            gate_launch(k_gates, k_z_h, k_c0, k_c, k_h, t)
+            gate_launch(*k_cell, t)
             if W_r is not None:
                 run.gemm(m_all[t], W_r, h_all[t])
 
@@ -260,6 +348,23 @@ def _forward_loop(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all, W_r=None, m_a
 def lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n,
                            lengths, dx, dh0, dc0, dW_x, dW_h, db):
     """Backpropagation through time; see ``kernels.cpu.lstm.lstm_sequence_backward``."""
+    _backward_loop(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n, lengths,
+                   dx, dh0, dc0, dW_x, dW_h, db)
+
+
+def lstm_peephole_sequence_backward(x, h0, c0, W_x, W_h, peephole, h_all, c_all, gates_all,
+                                    dh_all, dh_n, dc_n, lengths, dx, dh0, dc0, dW_x, dW_h,
+                                    dpeephole, db):
+    """BPTT of the cell with peephole connections; see
+    ``kernels.cpu.lstm.lstm_peephole_sequence_backward``."""
+    _backward_loop(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n, lengths,
+                   dx, dh0, dc0, dW_x, dW_h, db, peephole, dpeephole)
+
+
+def _backward_loop(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n, lengths,
+                   dx, dh0, dc0, dW_x, dW_h, db, peephole=None, dpeephole=None):
+    """The BPTT time loop of the plain cell, or of the peephole cell when ``peephole``
+    (3, H) is given (its gradient goes to ``dpeephole``)."""
     T, B, _ = x.shape
     H = h0.shape[1]
     G = W_h.shape[1]
@@ -269,14 +374,20 @@ def lstm_sequence_backward(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
         run.copy(run.transpose(W_h), W_h_T)
         dh_recurrent = run.empty((B, H), x.dtype)  # written before it is read (step T-1
         # takes dh_n for every row that is not padding)
-        k_args = [run.kernel_arg(a) for a in (gates_all, c0, c_all, dh_all, dh_recurrent, dc0,
-                                              dh_n, dc_n, lengths, dz_all)]
-        gate_launch = run.launch_2d(_gates_backward_kernel, H, B)
+        cell = (gates_all, c0, c_all) + (() if peephole is None else (peephole,))
+        k_args = [run.kernel_arg(a) for a in cell + (dh_all, dh_recurrent, dc0, dh_n, dc_n,
+                                                     lengths, dz_all)]
+        gate_launch = run.launch_2d(
+            _gates_backward_kernel if peephole is None else _peephole_gates_backward_kernel, H, B)
         for t in range(T - 1, -1, -1):
             gate_launch(*k_args, t)  # dc0 carries dLoss/dc_t through the loop
             run.gemm(dz_all[t], W_h_T, dh_recurrent)
         run.copy(dh_recurrent, dh0)
         _gradients_after_the_loop(run, x, h0, h_all, W_x, dz_all, dx, dW_x, dW_h, db)
+        if peephole is not None:
+            run.launch_2d(_peephole_gradient_kernel, H, 3)(
+                run.kernel_arg(c0), run.kernel_arg(c_all), run.kernel_arg(dz_all),
+                run.kernel_arg(dpeephole))
 
 
 def lstm_projected_sequence_forward(x, h0, c0, W_x, W_h, b, W_r, h_all, c_all, m_all,

@@ -74,3 +74,43 @@ def lstm_unit_backward(i, f, g, o, c_prev, c, dh, dc):
     dz_g = dc_total * i * (one - g * g)
     dz_o = dh * tanh_c * o * (one - o)
     return dz_i, dz_f, dz_g, dz_o, dc_total * f
+
+
+@njit(inline="always")
+def lstm_unit_forward_peephole(z_i, z_f, z_g, z_o, c_prev, p_i, p_f, p_o):
+    """``lstm_unit_forward`` with peephole connections (Gers & Schmidhuber 2000; ONNX's
+    ``P``): the input and forget gates also see ``c_prev``, the output gate sees the new
+    cell state ``c``, each through a per-unit weight (``p_i``, ``p_f``, ``p_o``):
+
+        i = sigmoid(z_i + p_i * c_prev)    f = sigmoid(z_f + p_f * c_prev)
+        c = f * c_prev + i * tanh(z_g)     o = sigmoid(z_o + p_o * c)     h = o * tanh(c)
+
+    Returns ``(i, f, g, o, c, h)`` like ``lstm_unit_forward``.
+    """
+    i = sigmoid(z_i + p_i * c_prev)
+    f = sigmoid(z_f + p_f * c_prev)
+    g = tanh(z_g)
+    c = f * c_prev + i * g
+    o = sigmoid(z_o + p_o * c)
+    h = o * tanh(c)
+    return i, f, g, o, c, h
+
+
+@njit(inline="always")
+def lstm_unit_backward_peephole(i, f, g, o, c_prev, c, dh, dc, p_i, p_f, p_o):
+    """``lstm_unit_backward`` of ``lstm_unit_forward_peephole``.
+
+    The output gate depends on ``c`` (through ``p_o``), so its gradient joins ``dc`` before
+    the cell's; ``c_prev`` reaches the loss through the forget path and through the input and
+    forget gates' peepholes. Returns ``(dz_i, dz_f, dz_g, dz_o, dc_prev)``; the peephole
+    weights' own gradients are ``dz_i * c_prev``, ``dz_f * c_prev`` and ``dz_o * c``, summed
+    over steps and rows by the caller.
+    """
+    one = type(i)(1)
+    tanh_c = tanh(c)
+    dz_o = dh * tanh_c * o * (one - o)
+    dc_total = dc + dh * o * (one - tanh_c * tanh_c) + dz_o * p_o
+    dz_i = dc_total * g * i * (one - i)
+    dz_f = dc_total * c_prev * f * (one - f)
+    dz_g = dc_total * i * (one - g * g)
+    return dz_i, dz_f, dz_g, dz_o, dc_total * f + dz_i * p_i + dz_f * p_f
