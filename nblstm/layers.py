@@ -626,6 +626,46 @@ class LSTM:
         host = {name: convert(value, "numpy") for name, value in self._parameters.items()}
         return _torch_interop.build_module(self.config(), host, on_gpu=self.device == "cuda")
 
+    # ------------------------------------------------------------------ ONNX
+
+    @classmethod
+    def from_onnx(cls, source: Any, *, node: str | int | None = None) -> "LSTM":
+        """An ``LSTM`` computing what an ONNX model's LSTM node(s) compute (needs ``onnx``).
+
+        source  a path to a ``.onnx`` file, its bytes, or an ``onnx.ModelProto``
+        node    None: every LSTM node of the graph, stacked as layers (a graph of LSTM nodes
+                and the layout glue exporters write between them, e.g.
+                ``torch.onnx.export(..., dynamo=False)`` of a multi-layer bidirectional
+                ``torch.nn.LSTM``); or one LSTM node's name (or index among the LSTM nodes)
+                to import that node alone
+        The model follows nblstm's conventions: ONNX ``layout=1`` becomes ``batch_first``,
+        ``out`` is ``(T, B, D*H)``, states ``(L*D, B, H)``, ``sequence_lens`` is the
+        ``lengths`` argument, ``P`` makes ``peephole=True``. Refused with a ``ValueError``
+        naming the node and the attribute or op: ``direction='reverse'``, ``clip``,
+        ``input_forget=1``, activations other than (Sigmoid, Tanh, Tanh), non-zero constant
+        initial states, constant ``sequence_lens`` and ops nblstm cannot run
+        (``nblstm._onnx_import``).
+        """
+        from . import _onnx_import
+        config, parameters = _onnx_import.read(source, node)
+        return cls._from_parameters(config, parameters)
+
+    def to_onnx(self, path: str | os.PathLike, *, opset: int = 17) -> str:
+        """Write the model as an ONNX graph that ONNX Runtime runs (needs ``onnx``); returns
+        the path written (atomically).
+
+        Inputs: ``x`` in this model's layout (dynamic time and batch axes), the only
+        required one, and ``h0``, ``c0`` ``(L*D, B, H)`` and ``lengths`` ``(B,)`` int32,
+        optional (defaults: zeros, full sequences). Outputs: ``out`` exactly as ``forward``
+        returns it, then ``h_n``, ``c_n``. ``proj_size`` has no ONNX form (``ValueError``);
+        dropout acts only in training and is not exported. float64 models are valid ONNX,
+        but ONNX Runtime's CPU LSTM runs float32 only (``nblstm._onnx_export``).
+        """
+        from . import _onnx_export
+        self.check_parameters()
+        host = {name: convert(value, "numpy") for name, value in self._parameters.items()}
+        return _onnx_export.write(path, _onnx_export.build_model(self.config(), host, opset))
+
     # ------------------------------------------------------------------ files
 
     def save(self, path: str | os.PathLike) -> str:
