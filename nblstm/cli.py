@@ -237,7 +237,7 @@ def infer(args: argparse.Namespace) -> int:
     try:
         result = infer_file(args.model, args.inputs, args.output, batch_size=args.batch_size,
                             scheduler=args.scheduler, progress=not args.quiet)
-    except (ValueError, TypeError, OSError, RuntimeError) as error:
+    except (ValueError, TypeError, OSError, RuntimeError, ImportError) as error:
         print(f"nblstm infer: error: {error}", file=sys.stderr)
         return 2
     rate = result.sequences / result.seconds if result.seconds > 0 else float("inf")
@@ -322,12 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
                              help=f"adding: optimizer steps (default: {adding_steps})")
     demo_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     infer_parser = commands.add_parser(
-        "infer", help="run a saved LSTM over a .npy file of sequences, block by block",
+        "infer", help="run a saved LSTM (or an ONNX model's LSTM) over a .npy file of "
+                      "sequences, block by block",
         formatter_class=formatter,
-        description="Run a model saved with LSTM.save over every sequence of a .npy file, "
+        description="Run a model saved with LSTM.save (.npz) or an ONNX model's LSTM nodes "
+                    "(.onnx, as LSTM.from_onnx reads them) over every sequence of a .npy file, "
                     "block by block (files larger than memory work), locally or on a Dask "
                     "cluster. Bad files: exit status 2 and nothing written.")
-    infer_parser.add_argument("model", help="an LSTM.save file (.npz)")
+    infer_parser.add_argument("model", help="an LSTM.save file (.npz) or an ONNX model (.onnx)")
     infer_parser.add_argument("inputs", help=".npy array in the model's layout: (T, B, X), or "
                                              "(B, T, X) for a batch_first model")
     infer_parser.add_argument("-o", "--output", required=True,

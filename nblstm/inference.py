@@ -1,7 +1,8 @@
 """Batch inference over array files (``nblstm infer``): files larger than memory, locally or
 on a Dask scheduler.
 
-- The model is an ``LSTM.save`` file (``.npz``); the inputs a ``.npy`` array in the model's
+- The model is an ``LSTM.save`` file (``.npz``) or an ONNX model (``.onnx``, read by
+  ``LSTM.from_onnx``: its LSTM nodes, in nblstm's conventions); the inputs a ``.npy`` array in the model's
   layout, ``(T, B, X)`` or ``(B, T, X)`` with ``batch_first``, of the model's dtype.
 - The input is memory-mapped (``np.load(mmap_mode="r")``) and read ``batch_size`` sequences
   at a time; the outputs ``(T, B, D*H)`` (or ``(B, T, D*H)``) are written block by block
@@ -86,7 +87,7 @@ def infer_file(model_path: str | os.PathLike, input_path: str | os.PathLike,
         if same_file(output_path, other):
             raise ValueError(f"the output {os.fspath(output_path)} is the {role} file "
                              f"{os.fspath(other)}: choose another output path")
-    model = LSTM.load(model_path)
+    model = load_model(model_path)
     inputs = open_inputs(input_path, model)
     batch_axis = 0 if model.batch_first else 1
     out_shape = list(inputs.shape)
@@ -118,6 +119,13 @@ def infer_file(model_path: str | os.PathLike, input_path: str | os.PathLike,
 
 
 Blocks = Iterator[tuple[slice, np.ndarray]]
+
+
+def load_model(path: str | os.PathLike) -> LSTM:
+    """The model of an ``.onnx`` file (``LSTM.from_onnx``) or of an ``LSTM.save`` file."""
+    if os.fspath(path).lower().endswith(".onnx"):
+        return LSTM.from_onnx(path)
+    return LSTM.load(path)
 
 
 def _run_locally(model: LSTM, blocks: list[slice], read: Callable, scheduler: None) -> Blocks:

@@ -69,9 +69,11 @@ def test_running_from_a_clone_root_uses_the_clones_own_kernels(tmp_path):
 
 def test_import_is_light_and_touches_no_gpu_library():
     """``import nblstm`` compiles nothing, imports neither numba nor CuPy nor a CUDA
-    driver binding: kernels load on first use."""
+    driver binding (nor onnx: only from_onnx/to_onnx import it): kernels load on first
+    use."""
     code = ("import sys, nblstm; "
-            "heavy = [m for m in ('numba', 'cupy', 'numba.cuda', 'cuda', 'torch') if m in sys.modules]; "
+            "heavy = [m for m in ('numba', 'cupy', 'numba.cuda', 'cuda', 'torch', 'onnx', "
+            "'onnxruntime') if m in sys.modules]; "
             "print(heavy)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
