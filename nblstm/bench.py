@@ -9,6 +9,9 @@ column. Peers:
   arrays when a real GPU and CuPy are there.
 - ``torch``: ``torch.nn.LSTM`` with the same weights and thread count (CPU; ``torch-cuda``
   = cuDNN).
+- ``onnxruntime``: ONNX Runtime (CPU execution provider, its default threads) running the
+  graph ``LSTM.to_onnx`` writes for the same weights; inference in float32 only (ONNX
+  Runtime's LSTM has no backward and refuses float64).
 - ``seed`` and ``reference``: nblstm's seed-compatible API against the plain NumPy
   reference (both in the course's layout, with a small softmax output layer).
 - ``gemm``: only the GEMMs of nblstm's algorithm, same shapes, same BLAS: the floor.
@@ -192,6 +195,24 @@ def _torch_runner(torch, case: Case, pass_name: str, device: str = "cpu") -> Cal
     return run
 
 
+def _onnxruntime_runner(ort, case: Case, pass_name: str) -> Callable | None:
+    """ONNX Runtime (CPU) running ``LSTM.to_onnx``'s graph of the case's model: inference
+    only, float32 only (its LSTM kernel has no backward and refuses float64)."""
+    if pass_name != "inference" or case.dtype != np.float32:
+        return None
+    from ._onnx_export import DEFAULT_OPSET, build_model
+    model = build_model(case.model.config(), case.model.parameters(), DEFAULT_OPSET)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # to_onnx's optional inputs draw a warning per session
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    feeds = {"x": case.arrays["x"]}
+
+    def run():
+        session.run(None, feeds)
+    return run
+
+
 def available_peers(include_reference: bool = True) -> tuple[dict, list[str]]:
     """Peer name -> factory(case, pass) -> run(), or None where the peer has no such pass;
     plus notes on peers that are missing."""
@@ -211,6 +232,14 @@ def available_peers(include_reference: bool = True) -> tuple[dict, list[str]]:
         peers["torch"] = lambda c, p: _torch_runner(torch, c, p)
         if torch.cuda.is_available():
             peers["torch-cuda"] = lambda c, p: _torch_runner(torch, c, p, "cuda")
+    try:
+        import onnx  # noqa: F401  (to_onnx builds the graph)
+        import onnxruntime
+    except ImportError:
+        notes.append("onnx/onnxruntime are not installed: no ONNX Runtime column "
+                     "(pip install onnx onnxruntime to compare)")
+    else:
+        peers["onnxruntime"] = lambda c, p: _onnxruntime_runner(onnxruntime, c, p)
     peers["seed"] = lambda c, p: None if p == "step" else _seed_api_runner(seed, c, p)
     if include_reference:
         peers["reference"] = lambda c, p: (None if p == "step"
@@ -340,6 +369,8 @@ def _summarise(case: Case, pass_name: str, times: dict, cold: dict,
     if "torch" in median:
         row["torch_over_nblstm"] = median["torch"] / median["nblstm"]
         row["torch_percent_of_peak"] = 100 * flops / median["torch"] / 1e9 / peak_gflops
+    if "onnxruntime" in median:
+        row["onnxruntime_over_nblstm"] = median["onnxruntime"] / median["nblstm"]
     if "reference" in median:
         row["reference_over_seed"] = median["reference"] / median["seed"]
     if "nblstm-cuda" in median and "torch-cuda" in median:
@@ -376,7 +407,8 @@ def format_table(document: dict) -> str:
                  f"back-to-back calls (>= {document.get('min_sample_s', MIN_SAMPLE_S)} s "
                  f"each); cold: one call after {COLD_IDLE_S} s idle (median)")
     header = (f"{'shape (T,B,X,H)':<20} {'dtype':<8} {'pass':<10} {'nblstm ms':>10} "
-              f"{'torch ms':>9} {'torch/nb':>8} {'cold nb':>8} {'cold tc':>8} "
+              f"{'torch ms':>9} {'torch/nb':>8} {'ort ms':>8} {'ort/nb':>7} {'cold nb':>8} "
+              f"{'cold tc':>8} "
               f"{'seed ms':>9} {'ref ms':>9} {'ref/seed':>8} {'gemm ms':>9} {'nb/gemm':>7} "
               f"{'GFLOP/s':>8} {'%peak':>6} {'tc%pk':>6}")
     lines += [header, "-" * len(header)]
@@ -390,7 +422,8 @@ def format_table(document: dict) -> str:
         lines.append(
             f"{'(' + ','.join(map(str, row['shape'])) + ')':<20} {row['dtype']:<8} "
             f"{row['pass']:<10} {cell('nblstm'):>10} {cell('torch'):>9} "
-            f"{ratio('torch_over_nblstm'):>8} {cell('nblstm', cold):>8} "
+            f"{ratio('torch_over_nblstm'):>8} {cell('onnxruntime'):>8} "
+            f"{ratio('onnxruntime_over_nblstm'):>7} {cell('nblstm', cold):>8} "
             f"{cell('torch', cold):>8} {cell('seed'):>9} {cell('reference'):>9} "
             f"{ratio('reference_over_seed'):>8} {cell('gemm'):>9} "
             f"{row['nblstm_over_gemm_floor']:>6.2f}x {row['nblstm_gflops']:>8.1f} "

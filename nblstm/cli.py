@@ -278,10 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "table of max errors; exit status 1 on any mismatch.")
     quick = ", ".join(str(shape) for shape in harness.QUICK_SHAPES)
     bench_parser = commands.add_parser(
-        "bench", help="time nblstm against torch.nn.LSTM, the NumPy reference and the GEMM floor",
+        "bench", help="time nblstm against torch.nn.LSTM, ONNX Runtime, the NumPy reference and "
+             "the GEMM floor",
         formatter_class=formatter,
-        description="Time nblstm's kernels against torch.nn.LSTM (when installed), the NumPy "
-                    "reference and the GEMM floor on shapes (T, B, X, H); prints a table of "
+        description="Time nblstm's kernels against torch.nn.LSTM and ONNX Runtime (when "
+                    "installed), the NumPy reference and the GEMM floor on shapes (T, B, X, H); prints a table of "
                     f"medians and ratios. The quick grid is {quick}.")
     bench_parser.add_argument("--grid", default="quick",
                               choices=["quick", "tiny", "mid", "large", "full"],

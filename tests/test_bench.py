@@ -89,3 +89,25 @@ def test_bench_command_runs(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "nblstm ms" in result.stdout and "GEMM peak" in result.stdout
     assert len(json.loads((tmp_path / "b.json").read_text())["results"]) == 2
+
+
+def test_onnxruntime_is_a_peer_for_float32_inference():
+    pytest.importorskip("onnxruntime")
+    peers, _ = bench.available_peers(include_reference=False)
+    assert "onnxruntime" in peers
+    case32 = bench.Case(3, 2, 4, 5, np.dtype(np.float32)).build()
+    run = peers["onnxruntime"](case32, "inference")
+    run()
+    assert peers["onnxruntime"](case32, "training") is None
+    assert peers["onnxruntime"](bench.Case(3, 2, 4, 5, np.dtype(np.float64)).build(),
+                                "inference") is None
+    times = {"nblstm": [2e-3], "gemm": [1e-3], "onnxruntime": [3e-3]}
+    row = bench._summarise(case32, "inference", times, {}, peak_gflops=100.0)
+    assert row["onnxruntime_over_nblstm"] == pytest.approx(1.5)
+
+
+def test_missing_onnxruntime_is_a_note_not_a_failure(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    peers, notes = bench.available_peers()
+    assert "onnxruntime" not in peers
+    assert any("onnxruntime" in note for note in notes)
