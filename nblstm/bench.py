@@ -233,7 +233,8 @@ def available_peers(include_reference: bool = True) -> tuple[dict, list[str]]:
         if torch.cuda.is_available():
             peers["torch-cuda"] = lambda c, p: _torch_runner(torch, c, p, "cuda")
     try:
-        import onnx  # noqa: F401  (to_onnx builds the graph)
+        import importlib
+        importlib.import_module("onnx")  # to_onnx builds the graph
         import onnxruntime
     except ImportError:
         notes.append("onnx/onnxruntime are not installed: no ONNX Runtime column "
