@@ -65,3 +65,14 @@ CUDA_COPY_BLOCK_2D: tuple = (8, 4) if SIMULATOR else (16, 8)
 #: Grid-stride loops of the training kernels: threads per block and the grid's cap.
 CUDA_TRAINING_THREADS: int = 32 if SIMULATOR else 256
 CUDA_TRAINING_MAX_BLOCKS: int = 2 if SIMULATOR else 1024
+
+# ----------------------------------------------------------------- CUDA recurrence tiers
+# (kernels/cuda/recurrence.py; NBLSTM_CUDA_RECURRENCE picks one per call)
+
+#: Threads per block of the persistent recurrence kernels (``rows`` and ``units``).
+CUDA_RECURRENCE_THREADS: int = 32 if SIMULATOR else 256
+#: ``auto`` runs the ``units`` tier (hidden units spread over the whole GPU, one grid
+#: barrier per step) up to this batch size, the ``rows`` tier (blocks of batch rows, no
+#: barrier between blocks) above it. Not yet measured on a GPU: a first guess from the work
+#: per block (``rows`` has B/rows_per_block blocks: too few to fill the GPU at small B).
+CUDA_UNITS_MAX_BATCH: int = 64

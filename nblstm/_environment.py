@@ -89,6 +89,16 @@ def cpu_gemm() -> str:
     return plan.describe()
 
 
+def cuda_recurrence() -> str:
+    """Which recurrence tier CUDA forwards run (``NBLSTM_CUDA_RECURRENCE``), described; an
+    invalid value is described as such rather than raised."""
+    from .kernels import cuda_plan
+    try:
+        return cuda_plan.describe()
+    except ValueError as error:
+        return f"invalid: {error}"
+
+
 def versions() -> dict:
     import numba
     from . import __version__

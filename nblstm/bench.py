@@ -289,10 +289,12 @@ def environment() -> dict:
     info = {"versions": _environment.versions(), "cpu": _environment.cpu_description(),
             "numba_threading": _environment.numba_threading(),
             "cpu_gemm": _environment.cpu_gemm(),
+            "cuda_recurrence": _environment.cuda_recurrence(),
             "blas": _environment.blas_pools(),
             "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                                                     "OMP_NUM_THREADS", "NUMBA_NUM_THREADS",
-                                                    "NBLSTM_CPU_GEMM")}}
+                                                    "NBLSTM_CPU_GEMM",
+                                                    "NBLSTM_CUDA_RECURRENCE")}}
     try:
         import torch
         info["torch_threads"] = torch.get_num_threads()
@@ -391,6 +393,8 @@ def format_table(document: dict) -> str:
                  f"torch threads {env.get('torch_threads', '-')}")
     if "cpu_gemm" in env:
         lines.append(f"CPU GEMM: {env['cpu_gemm']}")
+    if "cuda_recurrence" in env:
+        lines.append(f"CUDA recurrence: {env['cuda_recurrence']}")
     lines.append(f"BLAS: {blas}")
     set_vars = {k: v for k, v in env["env"].items() if v and k.startswith("OPENBLAS")}
     if set_vars:

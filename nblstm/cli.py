@@ -33,7 +33,8 @@ def info_document() -> dict:
     from . import _environment as env
     return {"versions": env.versions(), "cpu": env.cpu_description(),
             "numba_threading": env.numba_threading(), "cpu_gemm": env.cpu_gemm(),
-            "blas": env.blas_pools(), "backends": available_backends()}
+            "cuda_recurrence": env.cuda_recurrence(), "blas": env.blas_pools(),
+            "backends": available_backends()}
 
 
 def info(as_json: bool = False) -> int:
@@ -52,6 +53,7 @@ def info(as_json: bool = False) -> int:
                  f"configured {threading['configured']!r}, available: "
                  f"{', '.join(threading['available'])} ({threading['threads']} threads)"))
     rows.append(("CPU GEMM", document["cpu_gemm"]))
+    rows.append(("CUDA recurrence", document["cuda_recurrence"]))
     rows += [("BLAS", env.describe_blas_pool(pool)) for pool in document["blas"]]
     rows += [(f"backend {name}", status) for name, status in document["backends"].items()]
     width = max(len(name) for name, _ in rows)

@@ -31,6 +31,7 @@ import pkgutil  # noqa: E402
 import nblstm.kernels.cuda as cuda_target_package  # noqa: E402
 from nblstm.kernels.cuda import launch  # noqa: E402
 from nblstm.kernels.cuda import lstm as kernels  # noqa: E402
+from nblstm.kernels.cuda import recurrence  # noqa: E402
 from nblstm.kernels.cuda import training as training_cuda  # noqa: E402
 
 #: Every module of ``nblstm.kernels.cuda``: all their ``@cuda.jit`` kernels must be compiled here.
@@ -52,6 +53,10 @@ def signatures(ty):
                                             (a3, a2, a3, a2, a3, a2, a2, a2, a2, lengths, a3,
                                              int64)),
         "_peephole_gradient_kernel": (kernels._peephole_gradient_kernel, (a2, a3, a3, a2)),
+        "_rows_recurrence_kernel": (recurrence._rows_recurrence_kernel,
+                                    (a3, a2, a2, a2, a3, a3, boolean, int64)),
+        "_units_recurrence_kernel": (recurrence._units_recurrence_kernel,
+                                     (a3, a2, a2, a2, a3, a3, boolean, int64)),
         "_copy_time_steps_kernel": (kernels._copy_time_steps_kernel, (a3, lengths, boolean, a3)),
         "_add_arrays_kernel": (kernels._add_arrays_kernel, (a1, a1, a1)),
         "_gather_steps_kernel": (kernels._gather_steps_kernel, (a3, lengths, int64, a2)),

@@ -331,10 +331,15 @@ def test_float32_gate_loops_do_not_promote_and_are_vectorized():
     assert "<16 x float>" in llvm_ir or "<8 x float>" in llvm_ir
     lengths = np.full(B, 3, np.int64)
     backward_ir = _fresh_llvm_ir(loops.gates_backward_units, 1, lengths, z, state, state,
-                                 state, state, state, state.copy(), z.copy(), state.copy(), 0, H)
+                                 state, state, state, state.copy(), z.copy(), state.copy(), 0, H,
+                                 None)
     # both CPU paths run this loop: it must vectorize too
     assert "<16 x float>" in backward_ir or "<8 x float>" in backward_ir
-    llvm_ir += backward_ir
+    peephole_ir = _fresh_llvm_ir(loops.gates_backward_units, 1, lengths, z, state, state,
+                                 state, state, state, state.copy(), z.copy(), state.copy(), 0, H,
+                                 np.ones((3, H), np.float32))
+    assert "<16 x float>" in peephole_ir or "<8 x float>" in peephole_ir  # the peephole cell's
+    llvm_ir += backward_ir + peephole_ir
     double_ops = [line for line in llvm_ir.splitlines()
                   if any(op in line for op in (" fadd double", " fmul double", " fdiv double",
                                                " fsub double", "fpext float"))]

@@ -9,9 +9,6 @@ from numba import njit
 from ..config import JIT_OPTIONS
 from ..math import gates
 
-#: The ``peephole`` argument of ``gates_backward_units`` for the plain cell: no rows.
-NO_PEEPHOLE = np.zeros((0, 0))
-
 
 @njit(**JIT_OPTIONS)
 def gates_backward_units(t, lengths, gates_t, c_prev, c_t, dh_t, dh_n, dc_n, dc, dz_t, dh_rec_all,
@@ -26,9 +23,10 @@ def gates_backward_units(t, lengths, gates_t, c_prev, c_t, dh_t, dh_n, dc_n, dc,
     Row b's final state was taken at step ``lengths[b] - 1``: that step takes dh_n, dc_n
     (copied into dh_rec and dc) instead of the recurrent gradients; rows with
     ``t >= lengths[b]`` are padding (dz_t and dc zero, nothing passed on). ``peephole``:
-    (3, H) peephole weights (rows i, f, o; ``gates.lstm_unit_backward_peephole``), or an
-    array with no rows for the plain cell (``NO_PEEPHOLE``). A function of its own so that
-    LLVM vectorizes the unit loop (one loop per cell kind: the choice is made per row)."""
+    (3, H) peephole weights (rows i, f, o; ``gates.lstm_unit_backward_peephole``), or None
+    for the plain cell (numba compiles a specialisation without the peephole loop: a dead
+    branch of another dtype would promote float32 math). A function of its own so that
+    LLVM vectorizes the unit loop."""
     H = c_t.shape[1]
     for row in range(c_t.shape[0]):
         dz_r = dz_t[row]
@@ -58,7 +56,7 @@ def gates_backward_units(t, lengths, gates_t, c_prev, c_t, dh_t, dh_n, dc_n, dc,
         g_i, g_f, g_g, g_o = (g_r[j0:j1], g_r[H + j0:H + j1], g_r[2 * H + j0:2 * H + j1],
                               g_r[3 * H + j0:3 * H + j1])
         c_p, c_c, dh_o = c_prev[row, j0:j1], c_t[row, j0:j1], dh_t[row, j0:j1]
-        if peephole.shape[0] == 0:
+        if peephole is None:
             for u in range(j1 - j0):
                 d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward(
                     g_i[u], g_f[u], g_g[u], g_o[u], c_p[u], c_c[u], dh_o[u] + dh_rec[u],

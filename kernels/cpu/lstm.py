@@ -29,7 +29,7 @@ from ..config import JIT_OPTIONS as _JIT_OPTIONS
 from ..math import dropout as dropout_math, gates
 from ..math.softmax import add_bias_softmax_in_place
 from . import packed_lstm, plan
-from .loops import (NO_PEEPHOLE, gates_backward_units, gradients_after_the_loop,
+from .loops import (gates_backward_units, gradients_after_the_loop,
                     input_projection, peephole_gradient, transpose_into)
 from .workspace import scratch
 
@@ -154,7 +154,7 @@ def lstm_sequence_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: np
     gemm = plan.plan(x.dtype, x.shape[1] * H * 4 * H, training=training)
     x, h0, c0, W_x, W_h, b = (np.ascontiguousarray(a) for a in (x, h0, c0, W_x, W_h, b))
     if gemm is None:
-        _blas_sequence_forward(x, h0, c0, W_x, W_h, b, NO_PEEPHOLE, h_all, c_all, gates_all)
+        _blas_sequence_forward(x, h0, c0, W_x, W_h, b, None, h_all, c_all, gates_all)
     else:
         packed_lstm.sequence_forward(gemm, x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all)
 
@@ -162,14 +162,14 @@ def lstm_sequence_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: np
 @njit(**_JIT_OPTIONS)
 def _blas_sequence_forward(x, h0, c0, W_x, W_h, b, peephole, h_all, c_all, gates_all):
     """``lstm_sequence_forward`` with numba's ``np.dot`` (scipy's BLAS) per step; with
-    peephole connections when ``peephole`` (3, H) has rows (``NO_PEEPHOLE``: none)."""
+    peephole connections when ``peephole`` (3, H) is given (None: the plain cell)."""
     T, B, _ = x.shape
     input_projection(x, W_x, b, gates_all)
     z_h = np.empty((B, W_h.shape[1]), dtype=x.dtype)
     for t in range(T):
         h_prev, c_prev = (h0, c0) if t == 0 else (h_all[t - 1], c_all[t - 1])
         np.dot(h_prev, W_h, z_h)
-        if peephole.shape[0] == 0:
+        if peephole is None:
             lstm_gates_forward(gates_all[t], z_h, c_prev, c_all[t], h_all[t])
         else:
             _peephole_gates_forward(gates_all[t], z_h, c_prev, peephole, c_all[t], h_all[t])
@@ -233,8 +233,8 @@ def lstm_sequence_backward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: n
         np.ascontiguousarray(a)
         for a in (x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n, lengths))
     if gemm is None:
-        _blas_backward_call(x, h0, c0, W_x, W_h, NO_PEEPHOLE, h_all, c_all, gates_all, dh_all,
-                            dh_n, dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, NO_PEEPHOLE, db)
+        _blas_backward_call(x, h0, c0, W_x, W_h, None, h_all, c_all, gates_all, dh_all,
+                            dh_n, dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, None, db)
     else:
         packed_lstm.sequence_backward(gemm, x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
                                       dh_n, dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, db)
@@ -278,8 +278,8 @@ def _blas_sequence_backward(x, h0, c0, W_x, W_h, peephole, h_all, c_all, gates_a
                             dh_n, dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, dpeephole, db,
                             dz_all, W_h_T, W_x_T, later_steps):
     """``lstm_sequence_backward`` with numba's ``np.dot`` (scipy's BLAS) per step, with
-    peephole connections when ``peephole`` (3, H) has rows (then ``dpeephole`` (3, H) gets
-    their gradient; ``NO_PEEPHOLE`` for both: none); the last four arguments are work
+    peephole connections when ``peephole`` (3, H) is given (then ``dpeephole`` (3, H) gets
+    their gradient; None for both: the plain cell); the last four arguments are work
     buffers (``workspace``): dz_all (T, B, 4H), W_h_T (4H, H), W_x_T (4H, X),
     later_steps (H, 4H)."""
     T = x.shape[0]
@@ -294,7 +294,7 @@ def _blas_sequence_backward(x, h0, c0, W_x, W_h, peephole, h_all, c_all, gates_a
                              dc, dz_all[t], dh_recurrent, 0, H, peephole)
         np.dot(dz_all[t], W_h_T, dh_recurrent)
     gradients_after_the_loop(x, h0, h_all, W_x, dz_all, W_x_T, later_steps, dx, dW_x, dW_h, db)
-    if peephole.shape[0] != 0:
+    if peephole is not None:
         peephole_gradient(c0, c_all, dz_all, dpeephole)
 
 

@@ -32,7 +32,7 @@ from numba import get_thread_id, njit, prange
 
 from ..config import JIT_OPTIONS, KC
 from ..math import gates
-from .loops import NO_PEEPHOLE, column_sums, gates_backward_units, transpose_into
+from .loops import column_sums, gates_backward_units, transpose_into
 from .packed_gemm import pack_gate_panels, pack_panels, panel_product
 from .variants import serial_and_parallel
 from .workspace import scratch
@@ -163,7 +163,7 @@ def _backward_task(tile, MR, task, tasks, t, has_next, lengths, dz_next, W_h_T_p
             panel_product(tile, MR, dz_next, 0, 4 * H, 1, B, 4 * H, W_h_T_packed, q, KC,
                           dh_rec_all, q * NR, Q * NR, NR // 4, NR, False, edge_tile, False)
     gates_backward_units(t, lengths, gates_t, c_prev, c_t, dh_t, dh_n, dc_n, dc, dz_t,
-                         dh_rec_all, first * NR, min(H, end * NR), NO_PEEPHOLE)
+                         dh_rec_all, first * NR, min(H, end * NR), None)
 
 
 def _backward_loop(tile, MR, tasks, lengths, W_h_T_packed, c0, c_all, gates_all, dh_all,

@@ -19,8 +19,8 @@ from numba import njit
 
 from ..config import JIT_OPTIONS
 from . import plan
-from .loops import (NO_PEEPHOLE, gates_backward_units, gradients_after_the_loop,
-                    input_projection, transpose_into)
+from .loops import (gates_backward_units, gradients_after_the_loop, input_projection,
+                    transpose_into)
 from .lstm import lstm_gates_forward
 from .workspace import scratch, zeroed
 
@@ -144,7 +144,7 @@ def _projected_backward(x, h0, c0, W_x, W_h, W_r, h_all, c_all, m_all, gates_all
         np.dot(dh_total[t], W_r_T, dm)
         c_prev = c_all[t - 1] if t > 0 else c0
         gates_backward_units(t, lengths, gates_all[t], c_prev, c_all[t], dm, zeros, dc_n,
-                             dc, dz_all[t], zeros, 0, H, NO_PEEPHOLE)
+                             dc, dz_all[t], zeros, 0, H, None)
         np.dot(dz_all[t], W_h_T, dh_recurrent)
     np.dot(m_all.reshape(T * B, H).T, dh_total.reshape(T * B, P), dW_r)
     gradients_after_the_loop(x, h0, h_all, W_x, dz_all, W_x_T, later_steps, dx, dW_x, dW_h, db)

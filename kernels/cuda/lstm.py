@@ -24,6 +24,7 @@ import numpy as np
 from ..config import SIMULATOR
 from ..math import dropout as dropout_math, gates
 from ..math.softmax import add_bias_softmax_in_place, shifted_exp
+from . import recurrence
 from .launch import Launch
 from .target import cuda, simulator_twin
 
@@ -47,12 +48,7 @@ def _gates_forward_kernel(z_all, z_h, c0, c_all, h_all, t):
             z_all[t, row, j] + z_h[row, j], z_all[t, row, H + j] + z_h[row, H + j],
             z_all[t, row, 2 * H + j] + z_h[row, 2 * H + j],
             z_all[t, row, 3 * H + j] + z_h[row, 3 * H + j], c_prev)
-        z_all[t, row, j] = i
-        z_all[t, row, H + j] = f
-        z_all[t, row, 2 * H + j] = g
-        z_all[t, row, 3 * H + j] = o
-        c_all[t, row, j] = c
-        h_all[t, row, j] = h
+        recurrence.store_step(t, row, j, z_all, c_all, h_all, i, f, g, o, c, h)
 
 
 @cuda.jit
@@ -68,12 +64,7 @@ def _peephole_gates_forward_kernel(z_all, z_h, c0, peephole, c_all, h_all, t):
             z_all[t, row, 2 * H + j] + z_h[row, 2 * H + j],
             z_all[t, row, 3 * H + j] + z_h[row, 3 * H + j], c_prev,
             peephole[0, j], peephole[1, j], peephole[2, j])
-        z_all[t, row, j] = i
-        z_all[t, row, H + j] = f
-        z_all[t, row, 2 * H + j] = g
-        z_all[t, row, 3 * H + j] = o
-        c_all[t, row, j] = c
-        h_all[t, row, j] = h
+        recurrence.store_step(t, row, j, z_all, c_all, h_all, i, f, g, o, c, h)
 
 
 @cuda.jit(device=True)
@@ -303,13 +294,15 @@ def lstm_gates_backward(gates_in, c_prev, c, dh, dc, dz_out):
 
 
 def lstm_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all, training=True):
-    """Forward over a sequence; see ``kernels.cpu.lstm.lstm_sequence_forward`` (``training``
-    changes nothing here: one GEMM path on the GPU).
+    """Forward over a sequence; see ``kernels.cpu.lstm.lstm_sequence_forward``.
 
-    One GEMM for the input projection of all steps, one bias launch, then per step one GEMM
-    ``h_{t-1} @ W_h`` and one fused gate launch.
+    One GEMM for the input projection of all steps and one bias launch, then the recurrence
+    on the tier ``NBLSTM_CUDA_RECURRENCE`` selects (``recurrence.py``): all steps in one
+    persistent launch (``rows``, ``units``), or per step one GEMM ``h_{t-1} @ W_h`` and one
+    fused gate launch (``steps``). ``training=False`` (an inference chunk): the persistent
+    tiers do not write the activated gates into ``gates_all`` (nothing reads them).
     """
-    _forward_loop(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all)
+    _forward_loop(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all, save_gates=training)
 
 
 def lstm_peephole_sequence_forward(x, h0, c0, W_x, W_h, b, peephole, h_all, c_all, gates_all):
@@ -319,16 +312,24 @@ def lstm_peephole_sequence_forward(x, h0, c0, W_x, W_h, b, peephole, h_all, c_al
 
 
 def _forward_loop(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all, W_r=None, m_all=None,
-                  peephole=None):
-    """The forward time loop, with the projection ``h_t = m_t @ W_r`` after each step's gate
-    launch when ``W_r`` is given (the gate kernel then writes ``m_t`` into ``m_all``), and
-    the peephole gate kernel when ``peephole`` (3, H) is given."""
+                  peephole=None, save_gates=True):
+    """The forward time loop: the input projection, then the recurrence on a persistent
+    tier (``recurrence.run_forward``) or per step, with the projection ``h_t = m_t @ W_r``
+    after each step's gate launch when ``W_r`` is given (the gate kernel then writes ``m_t``
+    into ``m_all``), and the peephole gate kernel when ``peephole`` (3, H) is given (those
+    two run per step)."""
     T, B, _ = x.shape
     H = c0.shape[1]
     G = W_h.shape[1]
     with Launch(x) as run:
-        z_h = run.empty((B, G), x.dtype)
         _input_projection(run, x, W_x, b, gates_all)
+        plain_cell = W_r is None and peephole is None
+        persistent_args = (run.kernel_arg(gates_all), run.kernel_arg(W_h), run.kernel_arg(h0),
+                           run.kernel_arg(c0), run.kernel_arg(h_all), run.kernel_arg(c_all),
+                           bool(save_gates))
+        if recurrence.run_forward(run.stream, persistent_args, B, H, plain_cell) != "steps":
+            return
+        z_h = run.empty((B, G), x.dtype)
         unprojected = h_all if W_r is None else m_all
         k_gates, k_z_h, k_c0, k_c, k_h = (run.kernel_arg(a) for a in (gates_all, z_h, c0,
                                                                       c_all, unprojected))
