@@ -2,8 +2,8 @@
 
 Outside ``kernels/cuda/`` on purpose: importing this module imports no CUDA target, so
 ``nblstm info`` and the benchmarks can describe the setting on any machine. The tiers are
-``kernels/cuda/recurrence.py``'s: ``rows`` and ``units`` run every step in one persistent
-launch, ``steps`` one GEMM and one gate launch per step.
+``kernels/cuda/recurrence.py``'s: ``rows`` and ``units`` run every step of a forward pass
+or of BPTT in one persistent launch, ``steps`` one GEMM and one gate launch per step.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def describe() -> str:
     value = choice()
     rule = {"auto": f"units up to B = {CUDA_UNITS_MAX_BATCH} where a cooperative launch "
                     f"works, rows above (and where it does not); steps for peephole "
-                    f"connections and proj_size, and the backward pass",
+                    f"connections and proj_size",
             "rows": "forced: blocks of batch rows, all steps in one launch",
             "units": "forced: slices of hidden units over the grid, one grid barrier per step",
             "steps": "forced: one GEMM and one gate launch per step"}[value]

@@ -82,15 +82,20 @@ def _run(lstm, backend, x, state, lengths, d_out):
 
 @pytest.fixture
 def spy(monkeypatch):
-    """The tiers that actually launched, in order."""
+    """The tiers that actually launched, in order: forward passes in the list, BPTT in its
+    ``backward`` attribute."""
     from nblstm.kernels.cuda import recurrence
-    launched = []
-    real = recurrence.launch_forward
 
-    def recording(tier, *args, **kwargs):
-        launched.append(tier)
-        return real(tier, *args, **kwargs)
-    monkeypatch.setattr(recurrence, "launch_forward", recording)
+    class Launches(list):
+        backward: list
+
+    launched = Launches()
+    launched.backward = []
+    for name, record in (("launch_forward", launched), ("launch_backward", launched.backward)):
+        def recording(tier, *args, real=getattr(recurrence, name), record=record, **kwargs):
+            record.append(tier)
+            return real(tier, *args, **kwargs)
+        monkeypatch.setattr(recurrence, name, recording)
     return launched
 
 
@@ -110,9 +115,11 @@ def test_each_tier_matches_the_cpu(monkeypatch, spy, tier, shape):
     for name, value in expected_grads.items():
         np.testing.assert_allclose(grads[name], value, rtol=0, atol=tolerance, err_msg=name)
     # a forced tier ran: once per direction and layer, for inference and training forwards
+    # and for BPTT
     D = 2 if shape.bidirectional else 1
-    runs = 2 * shape.num_layers * D
-    assert spy == ([] if tier == "steps" else [tier] * runs)
+    runs = shape.num_layers * D
+    assert spy == ([] if tier == "steps" else [tier] * 2 * runs)
+    assert spy.backward == ([] if tier == "steps" else [tier] * runs)
 
 
 def test_auto_runs_a_persistent_tier(monkeypatch, spy):
@@ -214,6 +221,22 @@ def test_values_are_read_per_call_and_case_insensitive(monkeypatch):
 
 # ------------------------------------------------------------------ a real GPU only
 
+GPU_ONLY = pytest.mark.skipif(SIMULATED, reason="grid barriers need a real GPU (the simulator "
+                                                "runs blocks one after another)")
+
+
+def _random_problem(rng, trial, T):
+    """One race-test case: random sizes (B up to 39, H up to 299), dtypes alternating."""
+    return T, int(rng.integers(1, 40)), int(rng.integers(1, 300)), (
+        np.float32 if trial % 2 else np.float64)
+
+
+def _assert_all_equal(outputs):
+    for other in outputs[1:]:
+        for a, b in zip(other, outputs[0]):
+            np.testing.assert_array_equal(a, b)
+
+
 def _real_gpu_arrays(rng, T, B, H, dtype):
     from numba import cuda
     z = rng.standard_normal((T, B, 4 * H)).astype(dtype)
@@ -222,8 +245,7 @@ def _real_gpu_arrays(rng, T, B, H, dtype):
     return [cuda.to_device(a) for a in (z, W_h, h0, c0)], cuda
 
 
-@pytest.mark.skipif(SIMULATED, reason="grid barriers need a real GPU (the simulator runs "
-                                      "blocks one after another)")
+@GPU_ONLY
 @pytest.mark.parametrize("tier", ["units", "rows"])
 def test_grid_size_does_not_change_a_bit(tier):
     """A race test: 20 random inputs, the units tier at grid sizes 1, 7 and the device's
@@ -232,8 +254,7 @@ def test_grid_size_does_not_change_a_bit(tier):
     from nblstm.kernels.cuda import recurrence
     rng = np.random.default_rng(0)
     for trial in range(20):
-        T, B, H = 30, int(rng.integers(1, 40)), int(rng.integers(1, 300))
-        dtype = np.float32 if trial % 2 else np.float64
+        T, B, H, dtype = _random_problem(rng, trial, 30)
         (z, W_h, h0, c0), cuda = _real_gpu_arrays(rng, T, B, H, dtype)
         outputs = []
         for max_blocks in ((1, 7, None) if tier == "units" else (None, None)):
@@ -243,9 +264,36 @@ def test_grid_size_does_not_change_a_bit(tier):
             recurrence.launch_forward(tier, 0, (z_run, W_h, h0, c0, h_all, c_all, True), B, H,
                                       max_blocks=max_blocks)
             outputs.append([a.copy_to_host() for a in (h_all, c_all, z_run)])
-        for other in outputs[1:]:
-            for a, b in zip(other, outputs[0]):
-                np.testing.assert_array_equal(a, b)
+        _assert_all_equal(outputs)
+
+
+@GPU_ONLY
+@pytest.mark.parametrize("tier", ["units", "rows"])
+def test_backward_grid_size_does_not_change_a_bit(tier):
+    """The race test of BPTT: 20 random padded batches, outputs bit-identical at grid sizes
+    1, 7 and the maximum (units), and run to run (rows)."""
+    skip_unless_cuda()
+    from nblstm.kernels.cuda import recurrence
+    rng = np.random.default_rng(1)
+    for trial in range(20):
+        T, B, H, dtype = _random_problem(rng, trial, 20)
+        (z, W_h, h0, c0), cuda = _real_gpu_arrays(rng, T, B, H, dtype)
+        h_all = cuda.device_array((T, B, H), dtype)
+        c_all = cuda.device_array((T, B, H), dtype)
+        recurrence.launch_forward("rows", 0, (z, W_h, h0, c0, h_all, c_all, True), B, H)
+        W_h_T = cuda.to_device(np.ascontiguousarray(W_h.copy_to_host().T))
+        dh_all = cuda.to_device(rng.standard_normal((T, B, H)).astype(dtype))
+        dh_n, dc_n = (cuda.to_device(rng.standard_normal((B, H)).astype(dtype)) for _ in "hc")
+        lengths = cuda.to_device(rng.integers(1, T + 1, size=B).astype(np.int64))
+        outputs = []
+        for max_blocks in ((1, 7, None) if tier == "units" else (None, None)):
+            dz = cuda.device_array((T, B, 4 * H), dtype)
+            dc, dh0 = cuda.device_array((B, H), dtype), cuda.device_array((B, H), dtype)
+            recurrence.launch_backward(tier, 0, (z, c0, c_all, dh_all, dh_n, dc_n, lengths,
+                                                 W_h_T, dz, dc, dh0), B, H,
+                                       max_blocks=max_blocks)
+            outputs.append([a.copy_to_host() for a in (dz, dc, dh0)])
+        _assert_all_equal(outputs)
 
 
 @pytest.mark.skipif(SIMULATED, reason="10,000 simulated steps would take hours")
@@ -253,14 +301,23 @@ def test_grid_size_does_not_change_a_bit(tier):
 def test_ten_thousand_steps_against_the_cpu(monkeypatch, tier):
     skip_unless_cuda()
     lstm = nblstm.LSTM(8, 32, dtype=np.float64, seed=0)
-    x = np.random.default_rng(0).standard_normal((10_000, 4, 8))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((10_000, 4, 8))
+    d_out = rng.standard_normal((10_000, 4, 32))
     expected, (h_n, c_n) = lstm(x)
+    _, _, cache = lstm.forward(x, train=True)
+    expected_grads = lstm.backward(cache, d_out)
     monkeypatch.setenv("NBLSTM_CUDA_RECURRENCE", tier)
     lstm.to("cuda")
-    out, (h, c) = lstm(BACKENDS["cuda"].put(x))
-    get = BACKENDS["cuda"].get
+    put, get = BACKENDS["cuda"].put, BACKENDS["cuda"].get
+    out, (h, c) = lstm(put(x))
     np.testing.assert_allclose(get(out), expected, rtol=0, atol=1e-10)
     np.testing.assert_allclose(get(c), c_n, rtol=0, atol=1e-10)
+    _, _, cache = lstm.forward(put(x), train=True)
+    dx, _, grads = lstm.backward(cache, put(d_out))
+    np.testing.assert_allclose(get(dx), expected_grads[0], rtol=0, atol=1e-9)
+    for name, value in expected_grads[2].items():
+        np.testing.assert_allclose(get(grads[name]), value, rtol=1e-9, atol=1e-9)
 
 
 def test_no_warning_from_auto_on_the_default_path(monkeypatch):

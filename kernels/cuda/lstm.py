@@ -67,52 +67,27 @@ def _peephole_gates_forward_kernel(z_all, z_h, c0, peephole, c_all, h_all, t):
         recurrence.store_step(t, row, j, z_all, c_all, h_all, i, f, g, o, c, h)
 
 
-@cuda.jit(device=True)
-def _gradients_entering(t, row, j, dh_all, dh_recurrent, dc, dh_n, dc_n, lengths, dz_all):
-    """The padding and final-state rules of BPTT step ``t`` for one (row, unit): returns
-    ``(padding, dh, dc_next)``. Row b's final state was taken at step ``lengths[b] - 1``,
-    which receives ``dh_n``, ``dc_n`` instead of the recurrent gradient; later steps are
-    padding: their ``dz`` and ``dc`` are zeroed here and nothing is passed on."""
-    H = dc.shape[1]
-    length = lengths[row]
-    if t >= length:
-        for k in range(4):
-            dz_all[t, row, k * H + j] = 0
-        dc[row, j] = 0
-        return True, dc[row, j], dc[row, j]
-    if t == length - 1:
-        return False, dh_all[t, row, j] + dh_n[row, j], dc_n[row, j]
-    return False, dh_all[t, row, j] + dh_recurrent[row, j], dc[row, j]
-
-
-@cuda.jit(device=True)
-def _store_gate_gradients(t, row, j, dz_all, dc, d_i, d_f, d_g, d_o, d_c_prev):
-    H = dc.shape[1]
-    dz_all[t, row, j] = d_i
-    dz_all[t, row, H + j] = d_f
-    dz_all[t, row, 2 * H + j] = d_g
-    dz_all[t, row, 3 * H + j] = d_o
-    dc[row, j] = d_c_prev
-
-
 @cuda.jit
 def _gates_backward_kernel(gates_all, c0, c_all, dh_all, dh_recurrent, dc, dh_n, dc_n, lengths,
                            dz_all, t):
     """Step ``t`` of BPTT: ``dh = dh_all[t] + dh_recurrent``; writes ``dz_all[t]`` and
     replaces ``dc`` (dLoss/dc_t) by dLoss/dc_{t-1}; padded batches as in
-    ``_gradients_entering``."""
+    ``recurrence.gradients_entering``."""
     j, row = cuda.grid(2)
     H = c0.shape[1]
     if row < c0.shape[0] and j < H:
-        padding, dh, dc_next = _gradients_entering(t, row, j, dh_all, dh_recurrent, dc, dh_n,
-                                                   dc_n, lengths, dz_all)
-        if padding:
+        kind, dh, dc_next = recurrence.gradients_entering(t, row, j, lengths, dh_all, dh_n,
+                                                          dc_n, dc, dz_all)
+        if kind == recurrence.PADDING:
             return
+        if kind == recurrence.INTERIOR:
+            dh += dh_recurrent[row, j]
         c_prev = c0[row, j] if t == 0 else c_all[t - 1, row, j]
         d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward(
             gates_all[t, row, j], gates_all[t, row, H + j], gates_all[t, row, 2 * H + j],
             gates_all[t, row, 3 * H + j], c_prev, c_all[t, row, j], dh, dc_next)
-        _store_gate_gradients(t, row, j, dz_all, dc, d_i, d_f, d_g, d_o, d_c_prev)
+        recurrence.store_gate_gradients(t, row, j, dz_all, dc, d_i, d_f, d_g, d_o,
+                                        d_c_prev)
 
 
 @cuda.jit
@@ -123,16 +98,19 @@ def _peephole_gates_backward_kernel(gates_all, c0, c_all, peephole, dh_all, dh_r
     j, row = cuda.grid(2)
     H = c0.shape[1]
     if row < c0.shape[0] and j < H:
-        padding, dh, dc_next = _gradients_entering(t, row, j, dh_all, dh_recurrent, dc, dh_n,
-                                                   dc_n, lengths, dz_all)
-        if padding:
+        kind, dh, dc_next = recurrence.gradients_entering(t, row, j, lengths, dh_all, dh_n,
+                                                          dc_n, dc, dz_all)
+        if kind == recurrence.PADDING:
             return
+        if kind == recurrence.INTERIOR:
+            dh += dh_recurrent[row, j]
         c_prev = c0[row, j] if t == 0 else c_all[t - 1, row, j]
         d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward_peephole(
             gates_all[t, row, j], gates_all[t, row, H + j], gates_all[t, row, 2 * H + j],
             gates_all[t, row, 3 * H + j], c_prev, c_all[t, row, j], dh, dc_next,
             peephole[0, j], peephole[1, j], peephole[2, j])
-        _store_gate_gradients(t, row, j, dz_all, dc, d_i, d_f, d_g, d_o, d_c_prev)
+        recurrence.store_gate_gradients(t, row, j, dz_all, dc, d_i, d_f, d_g, d_o,
+                                        d_c_prev)
 
 
 @cuda.jit
@@ -364,8 +342,10 @@ def lstm_peephole_sequence_backward(x, h0, c0, W_x, W_h, peephole, h_all, c_all,
 
 def _backward_loop(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n, lengths,
                    dx, dh0, dc0, dW_x, dW_h, db, peephole=None, dpeephole=None):
-    """The BPTT time loop of the plain cell, or of the peephole cell when ``peephole``
-    (3, H) is given (its gradient goes to ``dpeephole``)."""
+    """The BPTT time loop: of the plain cell on the tier ``NBLSTM_CUDA_RECURRENCE`` selects
+    (all steps in one persistent launch, ``recurrence.run_backward``, or per step one gate
+    launch and one GEMM ``dz_t @ W_h^T``), or of the peephole cell per step when
+    ``peephole`` (3, H) is given (its gradient goes to ``dpeephole``)."""
     T, B, _ = x.shape
     H = h0.shape[1]
     G = W_h.shape[1]
@@ -375,6 +355,13 @@ def _backward_loop(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, d
         run.copy(run.transpose(W_h), W_h_T)
         dh_recurrent = run.empty((B, H), x.dtype)  # written before it is read (step T-1
         # takes dh_n for every row that is not padding)
+        persistent_args = tuple(run.kernel_arg(a) for a in (
+            gates_all, c0, c_all, dh_all, dh_n, dc_n, lengths, W_h_T, dz_all, dc0, dh0))
+        if recurrence.run_backward(run.stream, persistent_args, B, H,
+                                   plain_cell=peephole is None) != "steps":
+            # dc0 carried dLoss/dc_t through the steps; the kernel wrote dh0
+            _gradients_after_the_loop(run, x, h0, h_all, W_x, dz_all, dx, dW_x, dW_h, db)
+            return
         cell = (gates_all, c0, c_all) + (() if peephole is None else (peephole,))
         k_args = [run.kernel_arg(a) for a in cell + (dh_all, dh_recurrent, dc0, dh_n, dc_n,
                                                      lengths, dz_all)]
