@@ -5,9 +5,9 @@
 For every configuration: nblstm's ``auto`` and each persistent tier (``rows``, ``units``;
 ``steps`` at one T=1000 configuration only: it is the slow per-step path) against torch with
 TF32 off (cuDNN in exact float32, the fair comparison) and with TF32 on (torch's default,
-tensor cores, which numba-cuda cannot use). Inference (``lstm(x)`` / ``torch.no_grad()``)
-and the training forward (``forward(train=True)`` / a forward with autograd recording),
-float32; steady state (``nblstm._timing``: back-to-back calls, synchronized after each,
+tensor cores, which numba-cuda cannot use). Inference (``lstm(x)`` / ``torch.no_grad()``),
+the training forward (``forward(train=True)`` / a forward recording autograd) and training
+(forward plus backward of ``sum(out * d_out)``), float32; steady state (``nblstm._timing``: back-to-back calls, synchronized after each,
 samples interleaved, median). Same weights (``from_torch``). Writes
 ``gpu_recurrence.json`` and ``gpu_recurrence.txt`` into ``--out``.
 """
@@ -30,15 +30,18 @@ CONFIGS = {"digits": (8, 64, 8, 64, 1, False), "adding": (100, 64, 2, 64, 1, Fal
 CONFIGS.update({f"T1000-B{B}-H{H}": (1000, B, H, H, 1, False)
                 for B in (1, 16, 64) for H in (64, 256, 512)})
 STEPS_CONFIG = "T1000-B16-H256"
-PASSES = ("inference", "training-forward")
+PASSES = ("inference", "training-forward", "training")
 
 
 def runners(config, name, torch, cupy):
     T, B, X, H, layers, bidirectional = config
     module = torch.nn.LSTM(X, H, layers, bidirectional=bidirectional).cuda()
     lstm = nblstm.LSTM.from_torch(module)
-    x = np.random.default_rng(0).standard_normal((T, B, X)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, X)).astype(np.float32)
+    d_out = rng.standard_normal((T, B, H * (2 if bidirectional else 1))).astype(np.float32)
     x_nb, x_t = cupy.asarray(x), torch.tensor(x, device="cuda")
+    d_out_nb, d_out_t = cupy.asarray(d_out), torch.tensor(d_out, device="cuda")
 
     def sync():
         cupy.cuda.get_current_stream().synchronize()
@@ -48,25 +51,28 @@ def runners(config, name, torch, cupy):
     runs = {}
     for pass_name in PASSES:
         for tier in tiers:
-            def run(tier=tier, train=pass_name != "inference"):
+            def run(tier=tier, pass_name=pass_name):
                 os.environ["NBLSTM_CUDA_RECURRENCE"] = tier
-                if train:
-                    lstm.forward(x_nb, train=True)
-                else:
+                if pass_name == "inference":
                     lstm(x_nb)
+                else:
+                    _, _, cache = lstm.forward(x_nb, train=True)
+                    if pass_name == "training":
+                        lstm.backward(cache, d_out_nb)
                 sync()
             runs[(pass_name, f"nblstm-{tier}")] = run
         for tf32 in (False, True):
-            def run(tf32=tf32, train=pass_name != "inference"):
+            def run(tf32=tf32, pass_name=pass_name):
                 torch.backends.cudnn.allow_tf32 = tf32
                 torch.backends.cuda.matmul.allow_tf32 = tf32
-                if train:
-                    x_t.requires_grad_(True)
-                    module(x_t)
-                    x_t.requires_grad_(False)
-                else:
+                if pass_name == "inference":
                     with torch.no_grad():
                         module(x_t)
+                else:
+                    module.zero_grad(set_to_none=True)
+                    out, _ = module(x_t)
+                    if pass_name == "training":
+                        out.backward(d_out_t)
                 sync()
             runs[(pass_name, f"torch-tf32-{'on' if tf32 else 'off'}")] = run
     return runs
@@ -75,7 +81,7 @@ def runners(config, name, torch, cupy):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=3)
-    parser.add_argument("--min-sample", type=float, default=0.1)
+    parser.add_argument("--min-sample", type=float, default=0.05)
     parser.add_argument("--out", default=os.environ.get("OUT", "benchmarks/results/gpu"))
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS))
     args = parser.parse_args(argv)

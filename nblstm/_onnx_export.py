@@ -29,8 +29,9 @@ import numpy as np
 from ._files import atomic_open
 from ._onnx_import import GATES_FROM_ONNX, PEEPHOLES_FROM_ONNX, require_onnx
 
-#: ONNX opsets ``to_onnx`` writes: the LSTM op of opset 14 (its layout attribute) on.
-MIN_OPSET = 14
+#: ONNX opsets ``to_onnx`` writes: 12 on (Min of int32 lengths; the graph uses no op whose
+#: signature changed since: layout 0 needs no LSTM-14 attribute).
+MIN_OPSET = 12
 DEFAULT_OPSET = 17
 #: The default of the ``lengths`` input: longer than any sequence (then clipped to T).
 LONGEST = np.iinfo(np.int32).max
@@ -70,8 +71,8 @@ def build_model(config: dict, parameters: dict[str, np.ndarray], opset: int) -> 
     if (isinstance(opset, bool) or not isinstance(opset, (int, np.integer))
             or not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version()):
         raise ValueError(f"opset must be an integer in {MIN_OPSET}.."
-                         f"{onnx.defs.onnx_opset_version()} (the LSTM op of opset 14 on, as far "
-                         f"as the installed onnx knows), got {opset!r}")
+                         f"{onnx.defs.onnx_opset_version()} (the newest the installed onnx knows), "
+                         f"got {opset!r}")
     L, H, X = config["num_layers"], config["hidden_size"], config["input_size"]
     D = 2 if config["bidirectional"] else 1
     dtype = np.dtype(config["dtype"])

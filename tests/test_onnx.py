@@ -401,10 +401,20 @@ def test_to_onnx_refusals(tmp_path):
     with pytest.raises(ValueError, match="proj_size"):
         nblstm.LSTM(F, H, proj_size=2).to_onnx(tmp_path / "p.onnx")
     assert not (tmp_path / "p.onnx").exists()
-    for opset in (13, 10 ** 6, "17", True):
+    for opset in (11, 10 ** 6, "17", True):
         with pytest.raises(ValueError, match="opset"):
             nblstm.LSTM(F, H).to_onnx(tmp_path / "o.onnx", opset=opset)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("opset", [12, 13, 14, 17, 20])
+def test_to_onnx_opsets(tmp_path, opset):
+    lstm = nblstm.LSTM(F, H, num_layers=2, bidirectional=True, batch_first=True, seed=2)
+    path = lstm.to_onnx(tmp_path / "o.onnx", opset=opset)
+    assert onnx.load(path).opset_import[0].version == opset
+    x = np.random.default_rng(0).standard_normal((2, 5, F)).astype(np.float32)
+    np.testing.assert_allclose(session(path).run(None, {"x": x})[0], lstm(x)[0], rtol=0,
+                               atol=ATOL32)
 
 
 def test_to_onnx_dropout_is_not_exported(tmp_path):
