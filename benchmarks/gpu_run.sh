@@ -51,7 +51,7 @@ z = cuda.to_device(np.random.default_rng(0).standard_normal((T, B, 4 * H)).astyp
 W = cuda.to_device(np.zeros((H, 4 * H), np.float32))
 h0 = cuda.to_device(np.zeros((B, H), np.float32)); c0 = cuda.to_device(np.zeros((B, H), np.float32))
 h = cuda.device_array((T, B, H), np.float32); c = cuda.device_array((T, B, H), np.float32)
-args = (z, W, h0, c0, h, c, True)
+args = (z, W, h0, c0, h, c, True, c0, False)
 print("max_cooperative_grid_blocks:", recurrence.cooperative_blocks(args, B, H))
 recurrence.launch_forward("units", 0, args, B, H)
 cuda.synchronize()

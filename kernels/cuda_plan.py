@@ -29,20 +29,19 @@ def describe() -> str:
     """One line for ``nblstm info`` and the benchmarks: the setting and what it does."""
     value = choice()
     rule = {"auto": f"units up to B = {CUDA_UNITS_MAX_BATCH} where a cooperative launch "
-                    f"works, rows above (and where it does not); steps for peephole "
-                    f"connections and proj_size",
+                    f"works, rows above (and where it does not); steps for proj_size",
             "rows": "forced: blocks of batch rows, all steps in one launch",
             "units": "forced: slices of hidden units over the grid, one grid barrier per step",
             "steps": "forced: one GEMM and one gate launch per step"}[value]
     return f"{ENVIRONMENT_VARIABLE}={value} ({rule})"
 
 
-def choose(B: int, plain_cell: bool,
+def choose(B: int, persistent: bool,
            cooperative_blocks: Callable[[], tuple[int, str]]) -> str:
     """The tier a forward pass of batch ``B`` runs: ``rows``, ``units`` or ``steps``.
 
-    ``plain_cell``: False for peephole connections or a projection (the persistent tiers
-    run the plain cell only). ``cooperative_blocks()``: how many blocks a cooperative grid
+    ``persistent``: False for a model the persistent tiers do not run (a projection,
+    ``proj_size``: one more GEMM inside every step). ``cooperative_blocks()``: how many blocks a cooperative grid
     of the ``units`` kernel may have on this device (0 when cooperative launch fails).
     A forced tier that cannot run raises ``RuntimeError`` naming the limit: a test that
     forces a tier proves it ran.
@@ -50,11 +49,11 @@ def choose(B: int, plain_cell: bool,
     value = choice()
     if value == "steps":
         return "steps"
-    if not plain_cell:
+    if not persistent:
         if value != "auto":
-            raise RuntimeError(f"{ENVIRONMENT_VARIABLE}={value}: the persistent tiers run the "
-                               f"plain LSTM cell, not peephole connections or a projection "
-                               f"(use {ENVIRONMENT_VARIABLE}=auto or steps)")
+            raise RuntimeError(f"{ENVIRONMENT_VARIABLE}={value}: the persistent tiers do not "
+                               f"run a projection (proj_size) (use {ENVIRONMENT_VARIABLE}=auto "
+                               f"or steps)")
         return "steps"
     if value == "rows":
         return "rows"

@@ -34,6 +34,7 @@ class Shape:
     lengths: tuple | None = None
     state: bool = False
     dtype: str = "float64"
+    peephole: bool = False
 
     @property
     def id(self) -> str:
@@ -42,12 +43,14 @@ class Shape:
         parts += ["bi"] if self.bidirectional else []
         parts += ["len"] if self.lengths else []
         parts += ["state"] if self.state else []
+        parts += ["peephole"] if self.peephole else []
         return "-".join(parts)
 
 
 SHAPES = [
     Shape(num_layers=2, bidirectional=True, lengths=(3, 1), state=True),  # every feature
     Shape(dtype="float32", state=True),
+    Shape(B=3, bidirectional=True, lengths=(3, 1, 2), peephole=True),
     Shape(H=1), Shape(B=1, lengths=(2,)), Shape(T=1),
     Shape(B=3, H=13, T=2),   # units: slices of 10 (32 threads / 3 rows): 13 = 10 + 3
     Shape(B=7, H=5, T=2),    # rows: 6 rows per block (32 // 5): a full and a partial block
@@ -58,7 +61,7 @@ def _problem(shape: Shape, seed: int = 0):
     rng = np.random.default_rng(seed)
     dtype = np.dtype(shape.dtype)
     lstm = nblstm.LSTM(shape.X, shape.H, shape.num_layers, bidirectional=shape.bidirectional,
-                       dtype=dtype, seed=seed)
+                       dtype=dtype, seed=seed, peephole=shape.peephole)
     D = 2 if shape.bidirectional else 1
     x = rng.standard_normal((shape.T, shape.B, shape.X)).astype(dtype)
     state = None
@@ -150,17 +153,15 @@ def test_the_persistent_tiers_agree_bit_for_bit(monkeypatch):
 
 
 @pytest.mark.parametrize("tier", ["rows", "units"])
-@pytest.mark.parametrize("kind", ["peephole", "proj_size"])
-def test_a_forced_persistent_tier_refuses_what_it_does_not_run(monkeypatch, tier, kind):
+def test_a_forced_persistent_tier_refuses_a_projection(monkeypatch, tier):
     skip_unless_cuda()
-    extra = {"peephole": True} if kind == "peephole" else {"proj_size": 2}
-    lstm = nblstm.LSTM(3, 4, dtype=np.float64, seed=0, **extra)
+    lstm = nblstm.LSTM(3, 4, dtype=np.float64, seed=0, proj_size=2)
     x = np.random.default_rng(0).standard_normal((2, 2, 3))
     expected = lstm(x)[0]
     lstm.to("cuda")
     put, get = BACKENDS["cuda"].put, BACKENDS["cuda"].get
     monkeypatch.setenv("NBLSTM_CUDA_RECURRENCE", tier)
-    with pytest.raises(RuntimeError, match=f"NBLSTM_CUDA_RECURRENCE={tier}.*plain LSTM cell"):
+    with pytest.raises(RuntimeError, match=f"NBLSTM_CUDA_RECURRENCE={tier}.*projection"):
         lstm(put(x))
     monkeypatch.setenv("NBLSTM_CUDA_RECURRENCE", "auto")  # routes such models to steps
     np.testing.assert_allclose(get(lstm(put(x))[0]), expected, rtol=0, atol=1e-12)
@@ -261,8 +262,8 @@ def test_grid_size_does_not_change_a_bit(tier):
             z_run = cuda.to_device(z.copy_to_host())
             h_all = cuda.device_array((T, B, H), dtype)
             c_all = cuda.device_array((T, B, H), dtype)
-            recurrence.launch_forward(tier, 0, (z_run, W_h, h0, c0, h_all, c_all, True), B, H,
-                                      max_blocks=max_blocks)
+            recurrence.launch_forward(tier, 0, (z_run, W_h, h0, c0, h_all, c_all, True, c0,
+                                                False), B, H, max_blocks=max_blocks)
             outputs.append([a.copy_to_host() for a in (h_all, c_all, z_run)])
         _assert_all_equal(outputs)
 
@@ -280,7 +281,8 @@ def test_backward_grid_size_does_not_change_a_bit(tier):
         (z, W_h, h0, c0), cuda = _real_gpu_arrays(rng, T, B, H, dtype)
         h_all = cuda.device_array((T, B, H), dtype)
         c_all = cuda.device_array((T, B, H), dtype)
-        recurrence.launch_forward("rows", 0, (z, W_h, h0, c0, h_all, c_all, True), B, H)
+        recurrence.launch_forward("rows", 0, (z, W_h, h0, c0, h_all, c_all, True, c0, False),
+                                  B, H)
         W_h_T = cuda.to_device(np.ascontiguousarray(W_h.copy_to_host().T))
         dh_all = cuda.to_device(rng.standard_normal((T, B, H)).astype(dtype))
         dh_n, dc_n = (cuda.to_device(rng.standard_normal((B, H)).astype(dtype)) for _ in "hc")
@@ -290,7 +292,7 @@ def test_backward_grid_size_does_not_change_a_bit(tier):
             dz = cuda.device_array((T, B, 4 * H), dtype)
             dc, dh0 = cuda.device_array((B, H), dtype), cuda.device_array((B, H), dtype)
             recurrence.launch_backward(tier, 0, (z, c0, c_all, dh_all, dh_n, dc_n, lengths,
-                                                 W_h_T, dz, dc, dh0), B, H,
+                                                 W_h_T, dz, dc, dh0, c0, False), B, H,
                                        max_blocks=max_blocks)
             outputs.append([a.copy_to_host() for a in (dz, dc, dh0)])
         _assert_all_equal(outputs)

@@ -292,20 +292,22 @@ def lstm_peephole_sequence_forward(x, h0, c0, W_x, W_h, b, peephole, h_all, c_al
 def _forward_loop(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all, W_r=None, m_all=None,
                   peephole=None, save_gates=True):
     """The forward time loop: the input projection, then the recurrence on a persistent
-    tier (``recurrence.run_forward``) or per step, with the projection ``h_t = m_t @ W_r``
-    after each step's gate launch when ``W_r`` is given (the gate kernel then writes ``m_t``
-    into ``m_all``), and the peephole gate kernel when ``peephole`` (3, H) is given (those
-    two run per step)."""
+    tier (``recurrence.run_forward``) or per step, with the peephole cell when ``peephole``
+    (3, H) is given, and with the projection ``h_t = m_t @ W_r`` after each step's gate
+    launch when ``W_r`` is given (the gate kernel then writes ``m_t`` into ``m_all``; a
+    projection always runs per step)."""
     T, B, _ = x.shape
     H = c0.shape[1]
     G = W_h.shape[1]
     with Launch(x) as run:
         _input_projection(run, x, W_x, b, gates_all)
-        plain_cell = W_r is None and peephole is None
+        # the persistent kernels read ``peephole`` only with peepholes: c0 stands in
         persistent_args = (run.kernel_arg(gates_all), run.kernel_arg(W_h), run.kernel_arg(h0),
                            run.kernel_arg(c0), run.kernel_arg(h_all), run.kernel_arg(c_all),
-                           bool(save_gates))
-        if recurrence.run_forward(run.stream, persistent_args, B, H, plain_cell) != "steps":
+                           bool(save_gates), run.kernel_arg(c0 if peephole is None else peephole),
+                           peephole is not None)
+        if recurrence.run_forward(run.stream, persistent_args, B, H,
+                                  persistent=W_r is None) != "steps":
             return
         z_h = run.empty((B, G), x.dtype)
         unprojected = h_all if W_r is None else m_all
@@ -342,10 +344,10 @@ def lstm_peephole_sequence_backward(x, h0, c0, W_x, W_h, peephole, h_all, c_all,
 
 def _backward_loop(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n, lengths,
                    dx, dh0, dc0, dW_x, dW_h, db, peephole=None, dpeephole=None):
-    """The BPTT time loop: of the plain cell on the tier ``NBLSTM_CUDA_RECURRENCE`` selects
-    (all steps in one persistent launch, ``recurrence.run_backward``, or per step one gate
-    launch and one GEMM ``dz_t @ W_h^T``), or of the peephole cell per step when
-    ``peephole`` (3, H) is given (its gradient goes to ``dpeephole``)."""
+    """The BPTT time loop on the tier ``NBLSTM_CUDA_RECURRENCE`` selects (all steps in one
+    persistent launch, ``recurrence.run_backward``, or per step one gate launch and one GEMM
+    ``dz_t @ W_h^T``), of the plain cell or of the peephole cell when ``peephole`` (3, H) is
+    given (its gradient goes to ``dpeephole``)."""
     T, B, _ = x.shape
     H = h0.shape[1]
     G = W_h.shape[1]
@@ -356,11 +358,13 @@ def _backward_loop(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, d
         dh_recurrent = run.empty((B, H), x.dtype)  # written before it is read (step T-1
         # takes dh_n for every row that is not padding)
         persistent_args = tuple(run.kernel_arg(a) for a in (
-            gates_all, c0, c_all, dh_all, dh_n, dc_n, lengths, W_h_T, dz_all, dc0, dh0))
-        if recurrence.run_backward(run.stream, persistent_args, B, H,
-                                   plain_cell=peephole is None) != "steps":
+            gates_all, c0, c_all, dh_all, dh_n, dc_n, lengths, W_h_T, dz_all, dc0, dh0,
+            c0 if peephole is None else peephole)) + (peephole is not None,)
+        if recurrence.run_backward(run.stream, persistent_args, B, H) != "steps":
             # dc0 carried dLoss/dc_t through the steps; the kernel wrote dh0
             _gradients_after_the_loop(run, x, h0, h_all, W_x, dz_all, dx, dW_x, dW_h, db)
+            if peephole is not None:
+                _peephole_gradient(run, c0, c_all, dz_all, dpeephole)
             return
         cell = (gates_all, c0, c_all) + (() if peephole is None else (peephole,))
         k_args = [run.kernel_arg(a) for a in cell + (dh_all, dh_recurrent, dc0, dh_n, dc_n,
@@ -373,9 +377,14 @@ def _backward_loop(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, d
         run.copy(dh_recurrent, dh0)
         _gradients_after_the_loop(run, x, h0, h_all, W_x, dz_all, dx, dW_x, dW_h, db)
         if peephole is not None:
-            run.launch_2d(_peephole_gradient_kernel, H, 3)(
-                run.kernel_arg(c0), run.kernel_arg(c_all), run.kernel_arg(dz_all),
-                run.kernel_arg(dpeephole))
+            _peephole_gradient(run, c0, c_all, dz_all, dpeephole)
+
+
+def _peephole_gradient(run, c0, c_all, dz_all, dpeephole) -> None:
+    """``dpeephole (3, H)`` from BPTT's ``dz_all`` (``_peephole_gradient_kernel``)."""
+    run.launch_2d(_peephole_gradient_kernel, c_all.shape[2], 3)(
+        run.kernel_arg(c0), run.kernel_arg(c_all), run.kernel_arg(dz_all),
+        run.kernel_arg(dpeephole))
 
 
 def lstm_projected_sequence_forward(x, h0, c0, W_x, W_h, b, W_r, h_all, c_all, m_all,

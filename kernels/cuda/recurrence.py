@@ -33,7 +33,8 @@ backward, keeping ``dc`` in its own slot; one ``syncthreads`` (rows) or grid bar
 per step. ``dW_x``, ``dW_h``, ``dx`` and ``db`` stay the large GEMMs after the loop
 (``lstm._gradients_after_the_loop``).
 
-The plain cell only: peephole connections and projections run on ``steps``.
+The plain cell and the cell with peephole connections; projections (``proj_size``: one
+more GEMM per step) run on ``steps``.
 
 Selection (``NBLSTM_CUDA_RECURRENCE``, read per call, like ``NBLSTM_CPU_GEMM``): ``auto``
 (default), ``rows``, ``units`` or ``steps``; ``kernels/cuda_plan.py`` decides (it imports no
@@ -66,10 +67,12 @@ def store_step(t, r, j, z_all, c_all, h_all, i, f, g, o, c, h):
 
 
 @cuda.jit(device=True)
-def _unit_step(t, r, j, z_all, W_h, h0, c0, h_all, c_all, save_gates):
+def _unit_step(t, r, j, z_all, W_h, h0, c0, h_all, c_all, save_gates, peephole,
+               has_peephole):
     """Step ``t`` of batch row ``r``, hidden unit ``j``: the recurrent product (fixed order),
-    the gate math, and the writes (``c_all[t]``, ``h_all[t]``, and the activated gates into
-    ``z_all[t]`` when ``save_gates``)."""
+    the gate math (with the peephole weights ``peephole (3, H)`` when ``has_peephole``;
+    otherwise that array is not read), and the writes (``c_all[t]``, ``h_all[t]``, and the
+    activated gates into ``z_all[t]`` when ``save_gates``)."""
     H = c_all.shape[2]
     P = W_h.shape[0]
     acc_i = z_all[t, r, j]
@@ -83,7 +86,11 @@ def _unit_step(t, r, j, z_all, W_h, h0, c0, h_all, c_all, save_gates):
         acc_g += h_m * W_h[m, 2 * H + j]
         acc_o += h_m * W_h[m, 3 * H + j]
     c_prev = c0[r, j] if t == 0 else c_all[t - 1, r, j]
-    i, f, g, o, c, h = gates.lstm_unit_forward(acc_i, acc_f, acc_g, acc_o, c_prev)
+    if has_peephole:
+        i, f, g, o, c, h = gates.lstm_unit_forward_peephole(
+            acc_i, acc_f, acc_g, acc_o, c_prev, peephole[0, j], peephole[1, j], peephole[2, j])
+    else:
+        i, f, g, o, c, h = gates.lstm_unit_forward(acc_i, acc_f, acc_g, acc_o, c_prev)
     if save_gates:
         store_step(t, r, j, z_all, c_all, h_all, i, f, g, o, c, h)
     else:
@@ -92,12 +99,13 @@ def _unit_step(t, r, j, z_all, W_h, h0, c0, h_all, c_all, save_gates):
 
 
 @cuda.jit
-def _rows_recurrence_kernel(z_all, W_h, h0, c0, h_all, c_all, save_gates, rows_per_block):
+def _rows_recurrence_kernel(z_all, W_h, h0, c0, h_all, c_all, save_gates, peephole,
+                            has_peephole, rows_per_block):
     """``rows`` tier: block b runs rows ``[b * rows_per_block, ...)`` through every step.
 
     z_all (T, B, 4H) in: input projections (bias included); out: the activated gates when
     ``save_gates`` (else left as they are); W_h (H, 4H); h0, c0 (B, H); h_all, c_all
-    (T, B, H) out."""
+    (T, B, H) out; peephole (3, H), read only when ``has_peephole``."""
     T = z_all.shape[0]
     B = z_all.shape[1]
     H = c_all.shape[2]
@@ -107,12 +115,13 @@ def _rows_recurrence_kernel(z_all, W_h, h0, c0, h_all, c_all, save_gates, rows_p
         for item in range(cuda.threadIdx.x, rows * H, cuda.blockDim.x):
             row = item // H
             _unit_step(t, first + row, item - row * H, z_all, W_h, h0, c0, h_all, c_all,
-                       save_gates)
+                       save_gates, peephole, has_peephole)
         cuda.syncthreads()  # step t's h is complete before any thread reads it
 
 
 @cuda.jit
-def _units_recurrence_kernel(z_all, W_h, h0, c0, h_all, c_all, save_gates, slice_units):
+def _units_recurrence_kernel(z_all, W_h, h0, c0, h_all, c_all, save_gates, peephole,
+                             has_peephole, slice_units):
     """``units`` tier: slices of ``slice_units`` hidden units (all rows, all four gates)
     spread over the grid; a grid barrier after each step (arrays as in the rows kernel)."""
     grid = cuda.cg.this_grid()
@@ -127,7 +136,7 @@ def _units_recurrence_kernel(z_all, W_h, h0, c0, h_all, c_all, save_gates, slice
             for item in range(cuda.threadIdx.x, B * units, cuda.blockDim.x):
                 row = item // units
                 _unit_step(t, row, first + item - row * units, z_all, W_h, h0, c0, h_all,
-                           c_all, save_gates)
+                           c_all, save_gates, peephole, has_peephole)
         grid.sync()  # every block's part of step t is written before step t + 1 reads it
 
 
@@ -182,7 +191,7 @@ def _recurrent_gradient(t, r, j, dz_all, W_h_T):
 
 @cuda.jit(device=True)
 def _unit_backward_step(t, r, j, gates_all, c0, c_all, dh_all, dh_n, dc_n, lengths, W_h_T,
-                        dz_all, dc):
+                        dz_all, dc, peephole, has_peephole):
     """BPTT step ``t`` of batch row ``r``, hidden unit ``j``: the gradient entering
     (``gradients_entering``, plus the recurrent one from ``dz_all[t + 1]``), the gate
     backward, and the writes (``dz_all[t]``, ``dc``)."""
@@ -193,21 +202,28 @@ def _unit_backward_step(t, r, j, gates_all, c0, c_all, dh_all, dh_n, dc_n, lengt
         dh += _recurrent_gradient(t + 1, r, j, dz_all, W_h_T)
     H = c_all.shape[2]
     c_prev = c0[r, j] if t == 0 else c_all[t - 1, r, j]
-    d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward(
-        gates_all[t, r, j], gates_all[t, r, H + j], gates_all[t, r, 2 * H + j],
-        gates_all[t, r, 3 * H + j], c_prev, c_all[t, r, j], dh, dc_next)
+    if has_peephole:
+        d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward_peephole(
+            gates_all[t, r, j], gates_all[t, r, H + j], gates_all[t, r, 2 * H + j],
+            gates_all[t, r, 3 * H + j], c_prev, c_all[t, r, j], dh, dc_next, peephole[0, j],
+            peephole[1, j], peephole[2, j])
+    else:
+        d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward(
+            gates_all[t, r, j], gates_all[t, r, H + j], gates_all[t, r, 2 * H + j],
+            gates_all[t, r, 3 * H + j], c_prev, c_all[t, r, j], dh, dc_next)
     store_gate_gradients(t, r, j, dz_all, dc, d_i, d_f, d_g, d_o, d_c_prev)
 
 
 @cuda.jit
 def _rows_backward_kernel(gates_all, c0, c_all, dh_all, dh_n, dc_n, lengths, W_h_T, dz_all,
-                          dc, dh0, rows_per_block):
+                          dc, dh0, peephole, has_peephole, rows_per_block):
     """``rows`` tier of BPTT: block b runs its rows through every step, last to first.
 
     As ``kernels.cpu.lstm.lstm_sequence_backward`` (padding rules included): gates_all,
     c_all, dh_all (T, B, H or 4H) saved/given; dh_n, dc_n (B, H); lengths (B,) int64;
     W_h_T (4H, H); dz_all (T, B, 4H) out; dc (B, H) work (ends as dLoss/dc0); dh0 (B, H)
-    out."""
+    out; peephole (3, H), read only when ``has_peephole`` (its own gradient is a reduction
+    after the loop: ``lstm._peephole_gradient_kernel``)."""
     T = gates_all.shape[0]
     B = gates_all.shape[1]
     H = c_all.shape[2]
@@ -217,7 +233,8 @@ def _rows_backward_kernel(gates_all, c0, c_all, dh_all, dh_n, dc_n, lengths, W_h
         for item in range(cuda.threadIdx.x, rows * H, cuda.blockDim.x):
             row = item // H
             _unit_backward_step(t, first + row, item - row * H, gates_all, c0, c_all, dh_all,
-                                dh_n, dc_n, lengths, W_h_T, dz_all, dc)
+                                dh_n, dc_n, lengths, W_h_T, dz_all, dc, peephole,
+                                has_peephole)
         cuda.syncthreads()  # step t's dz is complete before step t - 1 reads it
     for item in range(cuda.threadIdx.x, rows * H, cuda.blockDim.x):
         row = item // H
@@ -227,7 +244,7 @@ def _rows_backward_kernel(gates_all, c0, c_all, dh_all, dh_n, dc_n, lengths, W_h
 
 @cuda.jit
 def _units_backward_kernel(gates_all, c0, c_all, dh_all, dh_n, dc_n, lengths, W_h_T, dz_all,
-                           dc, dh0, slice_units):
+                           dc, dh0, peephole, has_peephole, slice_units):
     """``units`` tier of BPTT: slices of hidden units over the grid, one grid barrier per
     step (arrays as in the rows kernel)."""
     grid = cuda.cg.this_grid()
@@ -242,7 +259,8 @@ def _units_backward_kernel(gates_all, c0, c_all, dh_all, dh_n, dc_n, lengths, W_
             for item in range(cuda.threadIdx.x, B * units, cuda.blockDim.x):
                 row = item // units
                 _unit_backward_step(t, row, first + item - row * units, gates_all, c0, c_all,
-                                    dh_all, dh_n, dc_n, lengths, W_h_T, dz_all, dc)
+                                    dh_all, dh_n, dc_n, lengths, W_h_T, dz_all, dc, peephole,
+                                    has_peephole)
         grid.sync()  # every block's dz of step t is written before step t - 1 reads it
     for s in range(cuda.blockIdx.x, slices, cuda.gridDim.x):
         first = s * slice_units
@@ -304,7 +322,8 @@ def _launch(kernels: tuple, tier: str, stream, kernel_args: tuple, B: int, H: in
 def launch_forward(tier: str, stream, kernel_args: tuple, B: int, H: int,
                    max_blocks: int | None = None) -> None:
     """Run the forward recurrence on ``tier`` (``rows`` or ``units``) with ``kernel_args``
-    = ``(z_all, W_h, h0, c0, h_all, c_all, save_gates)`` (numba views). ``max_blocks`` caps
+    = ``(z_all, W_h, h0, c0, h_all, c_all, save_gates, peephole, has_peephole)`` (numba
+    views; ``peephole`` any (3, H)-like array of the dtype when ``has_peephole`` is False). ``max_blocks`` caps
     the ``units`` grid (tests run it at several sizes: the results do not change)."""
     _launch((_rows_recurrence_kernel, _units_recurrence_kernel), tier, stream, kernel_args, B,
             H, max_blocks)
@@ -313,14 +332,14 @@ def launch_forward(tier: str, stream, kernel_args: tuple, B: int, H: int,
 def launch_backward(tier: str, stream, kernel_args: tuple, B: int, H: int,
                     max_blocks: int | None = None) -> None:
     """Run BPTT's recurrence on ``tier`` with ``kernel_args`` = ``(gates_all, c0, c_all,
-    dh_all, dh_n, dc_n, lengths, W_h_T, dz_all, dc, dh0)`` (numba views; see
-    ``_rows_backward_kernel``)."""
+    dh_all, dh_n, dc_n, lengths, W_h_T, dz_all, dc, dh0, peephole, has_peephole)`` (numba
+    views; see ``_rows_backward_kernel``)."""
     _launch((_rows_backward_kernel, _units_backward_kernel), tier, stream, kernel_args, B, H,
             max_blocks)
 
 
-def _run(launch, kernel, stream, kernel_args: tuple, B: int, H: int, plain_cell: bool) -> str:
-    tier = choose(B, plain_cell, lambda: cooperative_blocks(kernel_args, B, H, kernel))
+def _run(launch, kernel, stream, kernel_args: tuple, B: int, H: int, persistent: bool) -> str:
+    tier = choose(B, persistent, lambda: cooperative_blocks(kernel_args, B, H, kernel))
     if tier == "steps":
         return tier
     if choice() != "auto":
@@ -336,15 +355,15 @@ def _run(launch, kernel, stream, kernel_args: tuple, B: int, H: int, plain_cell:
     return tier
 
 
-def run_backward(stream, kernel_args: tuple, B: int, H: int, plain_cell: bool = True) -> str:
+def run_backward(stream, kernel_args: tuple, B: int, H: int) -> str:
     """``run_forward`` for BPTT (``launch_backward``'s arguments)."""
-    return _run(launch_backward, _units_backward_kernel, stream, kernel_args, B, H,
-                plain_cell)
+    return _run(launch_backward, _units_backward_kernel, stream, kernel_args, B, H, True)
 
 
-def run_forward(stream, kernel_args: tuple, B: int, H: int, plain_cell: bool = True) -> str:
+def run_forward(stream, kernel_args: tuple, B: int, H: int, persistent: bool = True) -> str:
     """Choose a tier (``cuda_plan.choose``) and run the forward recurrence on it; returns
-    the tier, or ``"steps"`` when the caller must run the per-step loop itself. Under
+    the tier, or ``"steps"`` when the caller must run the per-step loop itself
+    (``persistent=False``: a cell the persistent kernels do not run, a projection). Under
     ``auto``, a tier whose launch fails falls back to ``steps`` with a warning."""
     return _run(launch_forward, _units_recurrence_kernel, stream, kernel_args, B, H,
-                plain_cell)
+                persistent)
