@@ -109,6 +109,9 @@ def _constant_of_shape(a: dict, i: list) -> list:
 
 
 def _cast(a: dict, i: list) -> list:
+    if a["to"] not in ONNX_DTYPES:
+        raise ValueError(f"a Cast to ONNX element type {a['to']}, which nblstm does not "
+                         f"evaluate")
     return [i[0].astype(ONNX_DTYPES[a["to"]])]
 
 
@@ -172,17 +175,35 @@ class Evaluator:
             node = self.producers[name]
             if node.op_type == "LSTM":
                 outputs = self.lstm_outputs(node)
-            else:
+            elif node.op_type in GLUE_OPS:
                 outputs = GLUE_OPS[node.op_type](attributes(node),
                                                  [self(source) for source in node.input])
+            else:
+                label = f"{node.name!r}" if node.name else f"producing {name!r}"
+                raise ValueError(f"node {label} is a {node.op_type} op, which nblstm cannot "
+                                 f"run or evaluate (the ops it evaluates around LSTM nodes: "
+                                 f"{', '.join(sorted(GLUE_OPS))})")
             for out, value in zip(node.output, outputs):
                 if out:
                     self.values[out] = value
             value = self.values[name]
+        elif name in self.inputs:
+            raise KeyError(name)  # a graph input the caller did not feed
         else:
-            raise KeyError(name)
+            raise ValueError(f"tensor {name!r} is neither a graph input, an initializer nor "
+                             f"a node's output: not a valid ONNX graph")
         self.values[name] = value
         return value
+
+    def reaches_op(self, name: str, op_type: str, seen: set | None = None) -> bool:
+        """Whether tensor ``name`` is computed from an output of an ``op_type`` node."""
+        seen = set() if seen is None else seen
+        node = self.producers.get(name)
+        if node is None or id(node) in seen:
+            return False
+        seen.add(id(node))
+        return node.op_type == op_type or any(self.reaches_op(source, op_type, seen)
+                                              for source in node.input if source)
 
     def depends_on(self, name: str, seen: set | None = None) -> set[str]:
         """The graph inputs that tensor ``name`` is computed from (an input with an

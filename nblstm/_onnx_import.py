@@ -109,12 +109,18 @@ def _constant_input(graph_values: Evaluator, node: Any, label: str, position: in
     name = names[position] if len(names) > position else ""
     if not name:
         return None
-    sources = graph_values.depends_on(name)
+    # an initializer listed as a graph input (every weight of an IR < 4 model, torch's
+    # keep_initializers_as_inputs) is still the weight: its value is the initializer's
+    sources = graph_values.depends_on(name) - set(graph_values.constants)
     if sources:
         raise ValueError(f"{label}: input {role} ({name!r}) must be a constant (an "
                          f"initializer), but it is computed from graph input(s) "
                          f"{sorted(sources)}")
-    return np.asarray(graph_values(name))
+    try:
+        return np.asarray(graph_values(name))
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        raise ValueError(f"{label}: input {role} ({name!r}) could not be evaluated "
+                         f"({error})") from None
 
 
 def _node(proto: Any, index: int, constants: Evaluator) -> _Node:
@@ -249,15 +255,14 @@ def read(source: Any, node: str | int | None = None) -> tuple[dict, dict[str, np
     all of them stacked (``node=None``), or the one named ``node`` (its name, or its index
     among the graph's LSTM nodes)."""
     model = load_model(source)
-    graph = model.graph
-    constants = {tensor.name: _to_array(tensor) for tensor in graph.initializer}
-    weights = Evaluator(graph, constants, {}, lstm_outputs=_no_lstm)
-    lstm_protos = [proto for proto in graph.node if proto.op_type == "LSTM"]
+    graph = _Graph.of(model)
+    lstm_protos = [proto for proto in graph.proto.node if proto.op_type == "LSTM"]
     if not lstm_protos:
         raise ValueError("the ONNX graph has no LSTM node")
+    weights = graph.evaluator({})
     if node is not None:
-        return _read_one(graph, constants, weights, lstm_protos, node)
-    for index, proto in enumerate(graph.node):
+        return _read_one(graph, weights, lstm_protos, node)
+    for index, proto in enumerate(graph.proto.node):
         if proto.op_type != "LSTM" and proto.op_type not in GLUE_OPS:
             name = f"{proto.name!r} " if proto.name else f"#{index} "
             raise ValueError(f"node {name}is a {proto.op_type} op, which nblstm cannot run: "
@@ -265,7 +270,43 @@ def read(source: Any, node: str | int | None = None) -> tuple[dict, dict[str, np
                              f"({', '.join(sorted(GLUE_OPS))}); use node= to import one "
                              f"LSTM node")
     nodes = [_node(proto, index, weights) for index, proto in enumerate(lstm_protos)]
-    return _read_stack(graph, constants, nodes)
+    return _read_stack(graph, nodes)
+
+
+@dataclass
+class _Graph:
+    """A graph with its initializers read and the inputs a caller may feed."""
+    proto: Any
+    constants: dict
+    #: graph inputs that are data, not weights: every input without an initializer, and
+    #: (IR >= 4) inputs whose initializer is an overridable default
+    feedable: set
+    inputs: dict
+
+    @classmethod
+    def of(cls, model: Any) -> "_Graph":
+        graph = model.graph
+        constants = {}
+        for tensor in graph.initializer:
+            try:
+                constants[tensor.name] = _to_array(tensor)
+            except Exception as error:  # e.g. external data that was not loaded
+                raise ValueError(f"initializer {tensor.name!r} cannot be read "
+                                 f"({type(error).__name__}: {error}); pass the model's path "
+                                 f"(or onnx.load it) so that external data is loaded") from None
+        inputs = {value.name: value for value in graph.input}
+        if model.ir_version < 4:  # such models list every initializer as an input
+            feedable = {name for name in inputs if name not in constants}
+        else:
+            feedable = set(inputs)
+        return cls(graph, constants, feedable, inputs)
+
+    def evaluator(self, feeds: dict, lstm_outputs: Any = None) -> Evaluator:
+        return Evaluator(self.proto, self.constants, feeds,
+                         lstm_outputs=_no_lstm if lstm_outputs is None else lstm_outputs)
+
+    def element_type(self, name: str, default: Any) -> Any:
+        return ONNX_DTYPES.get(self.inputs[name].type.tensor_type.elem_type, default)
 
 
 def _to_array(tensor: Any) -> np.ndarray:
@@ -292,10 +333,15 @@ def _config(nodes: list[_Node], batch_first: bool) -> tuple[dict, bool, bool]:
     return config, bias, peephole
 
 
-def _read_one(graph: Any, constants: dict, weights: Evaluator, protos: list,
+EVALUATION_ERRORS = (KeyError, IndexError, TypeError, ValueError, _DependsOnLSTM)
+
+
+def _read_one(graph: _Graph, weights: Evaluator, protos: list,
               node: str | int) -> tuple[dict, dict]:
-    """One LSTM node as a one-layer model (the rest of the graph is not looked at, except
-    what computes the node's initial states)."""
+    """One LSTM node as a one-layer model. The rest of the graph is not looked at, except
+    what computes the node's weights and initial states: states and lengths computed from
+    graph inputs are the model's ``state`` and ``lengths`` arguments (in nblstm's layout),
+    anything else must be zeros (states) or absent (lengths)."""
     if isinstance(node, (int, np.integer)) and not isinstance(node, bool):
         if not 0 <= node < len(protos):
             raise ValueError(f"node={node}: the graph has {len(protos)} LSTM node(s)")
@@ -309,48 +355,68 @@ def _read_one(graph: Any, constants: dict, weights: Evaluator, protos: list,
     else:
         raise TypeError(f"node must be an LSTM node's name or index, got {type(node).__name__}")
     one = _node(protos[index], index, weights)
-    inputs = {value.name: value for value in graph.input}
     for position, role in ((5, "initial_h"), (6, "initial_c"), (4, "sequence_lens")):
         name = one.input(position)
-        if not name or name in inputs:
-            continue  # absent (zeros, full sequences), or a graph input the caller feeds
+        if not name or weights.depends_on(name) & graph.feedable:
+            continue  # absent (zeros, full sequences), or from graph inputs: given per call
         try:
             value = weights(name)
-        except (KeyError, _DependsOnLSTM):
-            value = _evaluate_with_probe_inputs(graph, constants, name)
+        except EVALUATION_ERRORS:
+            value = _evaluate_with_probe_inputs(graph, name)
         if role == "sequence_lens" or np.any(value != 0):
+            kind = "lengths" if role == "sequence_lens" else "states"
             raise ValueError(f"{one.label}: input {role} ({name!r}) is a constant or computed "
-                             f"value: nblstm takes {'lengths' if role == 'sequence_lens' else 'states'} "
-                             f"per call (zeros when not given)")
+                             f"value: nblstm takes {kind} per call (zeros when not given)")
     config, bias, peephole = _config([one], batch_first=one.layout == 1)
     return config, _parameters([one], bias, peephole)
 
 
-def _evaluate_with_probe_inputs(graph: Any, constants: dict, name: str) -> np.ndarray:
+def _evaluate_with_probe_inputs(graph: _Graph, name: str) -> np.ndarray:
     """``name`` computed with every graph input fed random values of its declared shape
     (symbolic dims 3): how a zero-state chain of ``Shape(x)`` ops is recognised."""
     rng = np.random.default_rng(0)
     feeds = {}
-    for value in graph.input:
+    for value in graph.proto.input:
+        if value.name not in graph.feedable:
+            continue
         dims = [d or 3 for d in _declared_shape(value)]
-        dtype = ONNX_DTYPES.get(value.type.tensor_type.elem_type, np.float32)
-        feeds[value.name] = rng.standard_normal(dims).astype(dtype)
+        feeds[value.name] = rng.standard_normal(dims).astype(
+            graph.element_type(value.name, np.float32))
     try:
-        return Evaluator(graph, constants, feeds, lstm_outputs=_no_lstm)(name)
-    except (KeyError, _DependsOnLSTM, ValueError, IndexError) as error:
+        return graph.evaluator(feeds)(name)
+    except EVALUATION_ERRORS as error:
         raise ValueError(f"the value {name!r} could not be evaluated ({error})") from None
 
 
-def _read_stack(graph: Any, constants: dict, nodes: list[_Node]) -> tuple[dict, dict]:
-    """All LSTM nodes as the layers of one model, checked on probe inputs."""
+#: Integer constants above this are not sizes a probe must exceed (INT64_MAX "to the end",
+#: large reshape targets): probes stay small.
+LARGEST_PROBED_CONSTANT = 4096
+
+
+def _integer_constants(graph: _Graph) -> list[int]:
+    """The integer values of the graph's initializers and Constant nodes (a truncating
+    ``Slice(x, 0, 8)`` or ``Min(lengths, 8)`` is the identity on probes of at most 8 steps:
+    the probes must be longer than every such constant)."""
+    values = [a for a in graph.constants.values() if a.dtype.kind in "iu"]
+    for proto in graph.proto.node:
+        if proto.op_type == "Constant":
+            value = np.asarray(GLUE_OPS["Constant"](attributes(proto), [])[0])
+            if value.dtype.kind in "iu":
+                values.append(value)
+    return [int(v) for a in values for v in np.abs(a.reshape(-1).astype(np.int64))
+            if v <= LARGEST_PROBED_CONSTANT]
+
+
+def _read_stack(graph: _Graph, nodes: list[_Node]) -> tuple[dict, dict]:
+    """All LSTM nodes as the layers of one model, checked on probe inputs of several sizes:
+    a small one, one longer and one wider than every integer constant of the graph."""
     first = nodes[0]
     D, H, dtype = first.directions, first.hidden_size, first.W.dtype
     for node in nodes[1:]:
         if (node.directions, node.hidden_size) != (D, H):
             raise ValueError(f"{node.label}: every LSTM node of a stack must have the first's "
-                             f"direction and hidden_size ({'bidirectional' if D == 2 else 'forward'}, "
-                             f"{H}), got ({'bidirectional' if node.directions == 2 else 'forward'}, "
-                             f"{node.hidden_size})")
+                             f"direction and hidden_size ({_direction(D)}, {H}), got "
+                             f"({_direction(node.directions)}, {node.hidden_size})")
         if node.W.shape[2] != D * H:
             raise ValueError(f"{node.label}: its input size {node.W.shape[2]} is not the "
                              f"previous node's output size {D * H}: not a stack of layers")
@@ -358,106 +424,120 @@ def _read_stack(graph: Any, constants: dict, nodes: list[_Node]) -> tuple[dict, 
             raise ValueError(f"{node.label}: weights of {node.W.dtype}, the first node's are "
                              f"{dtype}")
     L = len(nodes)
-    plain = Evaluator(graph, constants, {}, lstm_outputs=_no_lstm)
-    sources = plain.depends_on(first.input(0))
+    structure = graph.evaluator({})
+    sources = structure.depends_on(first.input(0)) - set(graph.constants)
     if len(sources) != 1:
         raise ValueError(f"{first.label}: its input X must come from one graph input, it "
                          f"comes from {sorted(sources) or 'no graph input'}")
     x_name = sources.pop()
-    inputs = {value.name: value for value in graph.input}
-    declared = _declared_shape(inputs[x_name])
+    declared = _declared_shape(graph.inputs[x_name])
     if declared and len(declared) != 3:
         raise ValueError(f"graph input {x_name!r} has {len(declared)} dimensions: nblstm "
                          f"imports LSTMs over 3-D inputs (time, batch, features)")
+    roles = {}
+    for position, role in ((5, "initial_h"), (6, "initial_c"), (4, "sequence_lens")):
+        found = set()
+        for node in nodes:
+            if node.input(position):
+                found |= structure.depends_on(node.input(position)) & graph.feedable
+        found -= {x_name}
+        if len(found) > 1:
+            raise ValueError(f"the LSTM nodes' {role} come from several graph inputs "
+                             f"{sorted(found)}: nblstm takes one array for all layers")
+        roles[role] = found.pop() if found else None
     F = int(first.W.shape[2])
     free = _probe_sizes({F, H, D, L * D, 2 * L * D}, 2)
-    d0 = declared[0] if declared and declared[0] else free[0]
-    d1 = declared[1] if declared and declared[1] else free[1]
-    rng = np.random.default_rng(1)
-    x_probe = rng.standard_normal((d0, d1, F)).astype(dtype)
+    large = max(_integer_constants(graph) + [max(free)]) + 1 + int(np.random.default_rng(
+        3).integers(1, 4))
+    shapes = [(free[0], free[1]), (large, free[1]), (free[0], large)]
+    if declared and declared[0] and declared[1]:
+        shapes = [(declared[0], declared[1])]  # the only size the graph is defined for
+    elif declared and (declared[0] or declared[1]):
+        shapes = [(declared[0] or a, declared[1] or b) for a, b in shapes]
+    batch_first, state_layouts = None, None
+    for probe, (d0, d1) in enumerate(shapes):
+        rng = np.random.default_rng(10 + probe)
+        # large values: a clamp (Min, Max) on the data is not the identity on them
+        x_probe = (rng.standard_normal((d0, d1, F)) * 1e3).astype(dtype)
+        found = _layout_of_input(graph, first, x_name, x_probe)
+        if batch_first is not None and found != batch_first:
+            raise ValueError(f"{first.label}: the graph's input reaches it in different "
+                             f"layouts at different sizes")
+        batch_first = found
+        T, B = (d1, d0) if batch_first else (d0, d1)
+        state_layouts = _check_probe(graph, nodes, x_name, x_probe, roles, T, B, dtype, rng,
+                                     state_layouts)
+    config, bias, peephole = _config(nodes, batch_first)
+    return config, _parameters(nodes, bias, peephole)
+
+
+def _direction(D: int) -> str:
+    return "bidirectional" if D == 2 else "forward"
+
+
+def _layout_of_input(graph: _Graph, first: _Node, x_name: str, x_probe: np.ndarray) -> bool:
+    """``batch_first``: how the graph input reaches the first LSTM node (time-major or
+    batch-first); anything but a change of layout is a ``ValueError``."""
     try:
-        X0 = _time_major(np.asarray(Evaluator(graph, constants, {x_name: x_probe},
-                                              lstm_outputs=_no_lstm)(first.input(0))),
+        X0 = _time_major(np.asarray(graph.evaluator({x_name: x_probe})(first.input(0))),
                          first.layout)
     except _DependsOnLSTM:
         raise ValueError(f"{first.label}: its input depends on another LSTM node's output: "
                          f"not a stack of layers (use node= to import one node)") from None
-    if X0.shape == x_probe.shape and np.array_equal(X0, x_probe):
-        batch_first, T, B = False, d0, d1
-    elif X0.shape == (d1, d0, F) and np.array_equal(X0, np.swapaxes(x_probe, 0, 1)):
-        batch_first, T, B = True, d1, d0
-    else:
+    except EVALUATION_ERRORS as error:
         raise ValueError(f"{first.label}: the ops between graph input {x_name!r} and its input "
-                         f"X are not a change of layout (time-major or batch-first)")
-    config, bias, peephole = _config(nodes, batch_first)
-    _check_states_and_lengths(graph, constants, nodes, x_name, x_probe, T, B, dtype)
-    return config, _parameters(nodes, bias, peephole)
+                         f"X could not be evaluated on a probe of shape {x_probe.shape} "
+                         f"({error})") from None
+    d0, d1, F = x_probe.shape
+    if X0.shape == x_probe.shape and np.array_equal(X0, x_probe):
+        return False
+    if X0.shape == (d1, d0, F) and np.array_equal(X0, np.swapaxes(x_probe, 0, 1)):
+        return True
+    raise ValueError(f"{first.label}: the ops between graph input {x_name!r} and its input X "
+                     f"are not a change of layout (time-major or batch-first) at a probe of "
+                     f"shape {x_probe.shape}")
 
 
-def _inputs_of(evaluator: Evaluator, nodes: list[_Node], position: int,
-               x_name: str) -> tuple[set, list]:
-    names = [node.input(position) for node in nodes]
-    sources = set()
-    for name in names:
-        if name:
-            sources |= evaluator.depends_on(name) - {x_name}
-    return sources, names
-
-
-def _check_states_and_lengths(graph: Any, constants: dict, nodes: list[_Node], x_name: str,
-                              x_probe: np.ndarray, T: int, B: int, dtype: Any) -> None:
-    """Evaluate the graph on probe inputs and check what reaches every LSTM node: the
-    previous node's output, one state input's rows (or zeros), one lengths input."""
+def _check_probe(graph: _Graph, nodes: list[_Node], x_name: str, x_probe: np.ndarray,
+                 roles: dict, T: int, B: int, dtype: Any, rng: np.random.Generator,
+                 state_layouts: tuple | None) -> tuple:
+    """One probe: what reaches every LSTM node is what one nblstm.LSTM passes it (with each
+    state input as nblstm's (L*D, B, H) rows or the same batch-first; ``state_layouts``:
+    the layouts found by an earlier probe), defaults of optional inputs are zeros or full
+    lengths, and the graph's outputs are made of the LSTM nodes' output values only."""
     L, D, H = len(nodes), nodes[0].directions, nodes[0].hidden_size
-    structure = Evaluator(graph, constants, {}, lstm_outputs=_no_lstm)
-    state_inputs, lengths_input = {}, None
-    for position, role in ((5, "initial_h"), (6, "initial_c")):
-        sources, _ = _inputs_of(structure, nodes, position, x_name)
-        if len(sources) > 1:
-            raise ValueError(f"the LSTM nodes' {role} come from several graph inputs "
-                             f"{sorted(sources)}: nblstm takes one state array for all layers")
-        if sources:
-            state_inputs[role] = sources.pop()
-    sources, names = _inputs_of(structure, nodes, 4, x_name)
-    if len(sources) > 1:
-        raise ValueError(f"the LSTM nodes' sequence_lens come from several graph inputs "
-                         f"{sorted(sources)}")
-    if any(names) and not sources:
-        raise ValueError(f"{nodes[[bool(n) for n in names].index(True)].label}: sequence_lens "
-                         f"is a constant: nblstm takes lengths per call")
-    if sources:
-        lengths_input = sources.pop()
-        if not all(names):
-            raise ValueError("sequence_lens is given to some LSTM nodes only")
-    rng = np.random.default_rng(2)
-    lengths = rng.integers(1, T + 1, size=B).astype(np.int32)
+    state_roles = [role for role in ("initial_h", "initial_c") if roles[role]]
+    lengths = rng.integers(1, T + 1, size=B).astype(np.int64)
     lengths[0] = T
-    # a state input holds nblstm's (L*D, B, H) rows, or the same batch-first (B, L*D, H)
     problem = None
-    for layouts in itertools.product((0, 1), repeat=len(state_inputs)):
-        states = {role: rng.standard_normal((L * D, B, H)).astype(dtype)
-                  for role in state_inputs}
+    candidates = ([state_layouts] if state_layouts is not None
+                  else itertools.product((0, 1), repeat=len(state_roles)))
+    for layouts in candidates:
+        states = {role: (rng.standard_normal((L * D, B, H)) * 1e3).astype(dtype)
+                  for role in state_roles}
         feeds = {x_name: x_probe}
-        for (role, name), layout in zip(state_inputs.items(), layouts):
-            feeds[name] = states[role] if layout == 0 else np.swapaxes(states[role], 0, 1)
-        if lengths_input is not None:
-            elem_type = {v.name: v for v in graph.input}[lengths_input].type.tensor_type.elem_type
-            feeds[lengths_input] = lengths.astype(ONNX_DTYPES.get(elem_type, np.int32))
-        problem = _check_on_probe(graph, constants, nodes, feeds, states, lengths_input,
-                                  lengths, T, B, dtype)
+        for role, layout in zip(state_roles, layouts):
+            feeds[roles[role]] = states[role] if layout == 0 else np.swapaxes(states[role], 0, 1)
+        if roles["sequence_lens"]:
+            feeds[roles["sequence_lens"]] = lengths.astype(
+                graph.element_type(roles["sequence_lens"], np.int32))
+        probe = _Probe(nodes, T, B, dtype, seed=int(rng.integers(1 << 30)))
+        problem = _check_on_probe(graph, nodes, feeds, states, roles, lengths, probe, T, B,
+                                  dtype)
         if problem is None:
-            return
+            _check_defaults(graph, nodes, x_name, x_probe, roles, T, B, dtype)
+            _check_outputs(graph, feeds, probe)
+            return tuple(layouts)
     raise ValueError(problem)
 
 
-def _check_on_probe(graph: Any, constants: dict, nodes: list[_Node], feeds: dict,
-                    states: dict, lengths_input: str | None, lengths: np.ndarray, T: int,
-                    B: int, dtype: Any) -> str | None:
+def _check_on_probe(graph: _Graph, nodes: list[_Node], feeds: dict, states: dict,
+                    roles: dict, lengths: np.ndarray, probe: "_Probe", T: int, B: int,
+                    dtype: Any) -> str | None:
     """The first thing that does not reach an LSTM node as one nblstm.LSTM would pass it,
     or None."""
-    probe = _Probe(nodes, T, B, dtype)
-    values = Evaluator(graph, constants, feeds, lstm_outputs=probe)
-    D, H = nodes[0].directions, nodes[0].hidden_size
+    values = graph.evaluator(feeds, lstm_outputs=probe)
+    D = nodes[0].directions
     for k, node in enumerate(nodes):
         try:
             if k > 0:
@@ -470,8 +550,6 @@ def _check_on_probe(graph: Any, constants: dict, nodes: list[_Node], feeds: dict
                             f"one)")
             for position, role in ((5, "initial_h"), (6, "initial_c")):
                 name = node.input(position)
-                expected = (states[role][k * D:(k + 1) * D] if role in states
-                            else np.zeros((D, B, H), dtype))
                 if not name:
                     if role in states:
                         return f"{node.label}: has no {role} while other layers do"
@@ -483,13 +561,74 @@ def _check_on_probe(graph: Any, constants: dict, nodes: list[_Node], feeds: dict
                                 f"constant: nblstm's initial states are zeros or given per "
                                 f"call")
                     continue
+                expected = states[role][k * D:(k + 1) * D]
                 if value.shape != expected.shape or not np.array_equal(value, expected):
                     return (f"{node.label}: input {role} ({name!r}) is not rows "
                             f"{k * D}..{(k + 1) * D - 1} of one state input")
             name = node.input(4)
-            if lengths_input is not None and not np.array_equal(
-                    np.asarray(values(name)).astype(np.int64), lengths.astype(np.int64)):
-                return f"{node.label}: sequence_lens is not the graph's lengths input"
-        except (ValueError, IndexError, KeyError, TypeError) as error:
+            if roles["sequence_lens"] is not None and not name:
+                return "sequence_lens is given to some LSTM nodes only"
+            if name:
+                got = np.asarray(values(name)).astype(np.int64)
+                want = lengths if roles["sequence_lens"] else np.full(B, T)
+                if got.shape != want.shape or not np.array_equal(got, want):
+                    return (f"{node.label}: sequence_lens ({name!r}) is not the graph's "
+                            f"lengths input" if roles["sequence_lens"] else
+                            f"{node.label}: sequence_lens ({name!r}) is a constant or "
+                            f"computed value other than full sequences: nblstm takes "
+                            f"lengths per call")
+        except EVALUATION_ERRORS as error:
             return f"{node.label}: the graph around it could not be evaluated ({error})"
     return None
+
+
+def _check_defaults(graph: _Graph, nodes: list[_Node], x_name: str, x_probe: np.ndarray,
+                    roles: dict, T: int, B: int, dtype: Any) -> None:
+    """An optional input (an initializer of its name: a default) must default to what
+    nblstm does without it: zero states, full sequences."""
+    for role, position in (("initial_h", 5), ("initial_c", 6), ("sequence_lens", 4)):
+        name = roles[role]
+        if name is None or name not in graph.constants:
+            continue
+        values = graph.evaluator({x_name: x_probe})  # ``name`` not fed: its default
+        for node in nodes:
+            if not node.input(position):
+                continue
+            try:
+                value = np.asarray(values(node.input(position)))
+            except EVALUATION_ERRORS:
+                continue  # needs another input fed: nothing to check for this default
+            ok = (np.all(value == T) if role == "sequence_lens" else not np.any(value != 0))
+            if not ok:
+                default = "full sequences" if role == "sequence_lens" else "zeros"
+                what = "lengths" if role == "sequence_lens" else "states"
+                raise ValueError(f"graph input {name!r} (the {role} of {node.label}) has a "
+                                 f"default value that is not {default}: nblstm's {what} "
+                                 f"default to {default}, so the model would compute "
+                                 f"something else when it is not given")
+
+
+def _check_outputs(graph: _Graph, feeds: dict, probe: "_Probe") -> None:
+    """Each graph output computed from an LSTM node must be made of the LSTM nodes' output
+    values only (layout ops move values, any arithmetic makes new ones): the model returns
+    nblstm's outputs, not a function of them."""
+    values = graph.evaluator(feeds, lstm_outputs=probe)
+    results = {}
+    for output in graph.proto.output:
+        if not values.reaches_op(output.name, "LSTM"):
+            continue
+        try:
+            results[output.name] = np.asarray(values(output.name))
+        except EVALUATION_ERRORS as error:
+            raise ValueError(f"graph output {output.name!r} could not be evaluated "
+                             f"({error})") from None
+    if not results:
+        return
+    produced = np.unique(np.concatenate([a.reshape(-1) for outputs in probe.outputs.values()
+                                         for a in outputs]))
+    for name, value in results.items():
+        if value.dtype.kind == "f" and not np.isin(value, produced).all():
+            raise ValueError(f"graph output {name!r} is computed from the LSTM nodes' "
+                             f"outputs by more than a change of layout: nblstm.LSTM returns "
+                             f"the LSTM's own outputs (import the LSTM with node= and apply "
+                             f"the rest yourself)")

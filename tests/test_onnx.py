@@ -445,3 +445,154 @@ def test_infer_runs_onnx_models(tmp_path):
     assert main(["infer", str(model), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
                  "--batch-size", "3", "-q"]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), lstm(x)[0], rtol=0, atol=1e-6)
+
+
+# ------------------------------------------------- graphs a hostile review brought up
+
+def _graph_model(nodes, inputs, outputs, initializers, opset=17, ir_version=None):
+    graph = helper.make_graph(nodes, "g", inputs, outputs,
+                              initializer=[numpy_helper.from_array(v, k)
+                                           for k, v in initializers.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    if ir_version is not None:
+        model.ir_version = ir_version
+    return model
+
+
+def _weights(seed=0):
+    rng = np.random.default_rng(seed)
+    return {"W": rng.uniform(-0.6, 0.6, (1, 4 * H, F)).astype(np.float32),
+            "R": rng.uniform(-0.6, 0.6, (1, 4 * H, H)).astype(np.float32),
+            "B": rng.uniform(-0.5, 0.5, (1, 8 * H)).astype(np.float32)}
+
+
+def _info(name, dims, elem=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, elem, dims)
+
+
+def test_glue_that_is_the_identity_only_on_short_sequences_is_refused():
+    """x[:8] and Min(lengths, 8) look like no-ops on a short probe: probes are longer than
+    every integer constant of the graph."""
+    constants = {**_weights(), "starts": np.array([0], np.int64),
+                 "ends": np.array([8], np.int64), "axes": np.array([0], np.int64),
+                 "limit": np.array([8], np.int32)}
+    truncating = _graph_model(
+        [helper.make_node("Slice", ["X", "starts", "ends", "axes"], ["Xt"]),
+         helper.make_node("LSTM", ["Xt", "W", "R", "B"], ["Y", "Y_h", ""], hidden_size=H)],
+        [_info("X", ["T", "B", F])], [_info("Y_h", None)], constants)
+    with pytest.raises(ValueError, match="not a change of layout"):
+        nblstm.LSTM.from_onnx(truncating)
+    clipped = _graph_model(
+        [helper.make_node("Min", ["L", "limit"], ["Lc"]),
+         helper.make_node("LSTM", ["X", "W", "R", "B", "Lc"], ["Y", "Y_h", ""], hidden_size=H)],
+        [_info("X", ["T", "B", F]), _info("L", ["B"], TensorProto.INT32)], [_info("Y_h", None)],
+        constants)
+    with pytest.raises(ValueError, match="sequence_lens"):
+        nblstm.LSTM.from_onnx(clipped)
+
+
+def test_a_clamp_on_the_data_is_refused():
+    model = _graph_model(
+        [helper.make_node("Min", ["X", "cap"], ["Xc"]),
+         helper.make_node("LSTM", ["Xc", "W", "R", "B"], ["Y", "", ""], hidden_size=H)],
+        [_info("X", ["T", "B", F])], [_info("Y", None)],
+        {**_weights(), "cap": np.array(5.0, np.float32)})
+    with pytest.raises(ValueError, match="not a change of layout"):
+        nblstm.LSTM.from_onnx(model)
+
+
+def test_arithmetic_after_the_last_lstm_is_refused():
+    """Max(Y, 0) is a ReLU: the graph's output is not the LSTM's."""
+    model = _graph_model(
+        [helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y", "", ""], hidden_size=H),
+         helper.make_node("Max", ["Y", "zero"], ["Z"])],
+        [_info("X", ["T", "B", F])], [_info("Z", None)],
+        {**_weights(), "zero": np.array(0.0, np.float32)})
+    with pytest.raises(ValueError, match="graph output 'Z'.*more than a change of layout"):
+        nblstm.LSTM.from_onnx(model)
+
+
+@pytest.mark.parametrize("role", ["initial_h", "sequence_lens"])
+def test_an_optional_input_with_another_default_is_refused(role):
+    """A graph input with an initializer of its name is optional, its initializer the
+    default: it must be what nblstm does without it (zero states, full sequences)."""
+    weights = _weights()
+    if role == "initial_h":
+        inputs = [_info("X", ["T", "B", F]), _info("h0", [1, 2, H])]
+        node_inputs = ["X", "W", "R", "B", "", "h0"]
+        defaults = {"h0": np.full((1, 2, H), 0.8, np.float32)}
+    else:
+        inputs = [_info("X", ["T", "B", F]), _info("L", [2], TensorProto.INT32)]
+        node_inputs = ["X", "W", "R", "B", "L"]
+        defaults = {"L": np.array([1, 1], np.int32)}
+    model = _graph_model([helper.make_node("LSTM", node_inputs, ["Y", "Y_h", ""],
+                                           hidden_size=H)],
+                         inputs, [_info("Y_h", None)], {**weights, **defaults})
+    with pytest.raises(ValueError, match="default value that is not"):
+        nblstm.LSTM.from_onnx(model)
+
+
+def test_initializers_listed_as_graph_inputs_are_weights():
+    """IR < 4 models list every initializer among the graph inputs."""
+    weights = _weights()
+    inputs = [_info("X", ["T", "B", F])] + [_info(k, list(v.shape)) for k, v in weights.items()]
+    model = _graph_model([helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y", "", ""],
+                                           hidden_size=H)],
+                         inputs, [_info("Y", None)], weights, opset=7, ir_version=3)
+    x = np.random.default_rng(0).standard_normal((5, 2, F)).astype(np.float32)
+    expected = session(model).run(None, {"X": x})[0][:, 0]
+    for node in (None, 0):
+        np.testing.assert_allclose(nblstm.LSTM.from_onnx(model, node=node)(x)[0], expected,
+                                   rtol=0, atol=ATOL32)
+
+
+def test_full_lengths_computed_from_the_input_shape_are_no_lengths():
+    constants = {**_weights(), "i0": np.array(0, np.int64), "one": np.array([1], np.int64),
+                 "two": np.array([2], np.int64)}
+    nodes = [helper.make_node("Shape", ["X"], ["shape"]),
+             helper.make_node("Gather", ["shape", "i0"], ["steps"], axis=0),
+             helper.make_node("Slice", ["shape", "one", "two"], ["batch"]),
+             helper.make_node("Cast", ["steps"], ["steps32"], to=TensorProto.INT32),
+             helper.make_node("Expand", ["steps32", "batch"], ["lens"]),
+             helper.make_node("LSTM", ["X", "W", "R", "B", "lens"], ["Y", "", ""],
+                              hidden_size=H)]
+    model = _graph_model(nodes, [_info("X", ["T", "B", F])], [_info("Y", None)], constants)
+    x = np.random.default_rng(0).standard_normal((5, 2, F)).astype(np.float32)
+    np.testing.assert_allclose(nblstm.LSTM.from_onnx(model)(x)[0],
+                               session(model).run(None, {"X": x})[0][:, 0], rtol=0,
+                               atol=ATOL32)
+
+
+def test_node_imports_a_layer_whose_states_are_slices_of_graph_inputs(tmp_path):
+    torch = pytest.importorskip("torch")
+    module = torch.nn.LSTM(F, H, num_layers=2)
+    data = _torch_export(module, batch_first=False, with_states=True)
+    second = nblstm.LSTM.from_onnx(data, node=1)
+    np.testing.assert_array_equal(second.parameters()["weight_ih_l0"],
+                                  module.weight_ih_l1.detach().numpy())
+    exported = nblstm.LSTM(F, H, num_layers=2, seed=0).to_onnx(tmp_path / "two.onnx")
+    assert nblstm.LSTM.from_onnx(exported, node=1).input_size == H
+
+
+def test_bad_graphs_are_value_errors_naming_the_problem():
+    weights = _weights()
+    dequantized = _graph_model(
+        [helper.make_node("DequantizeLinear", ["Wq", "scale"], ["W"]),
+         helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y", "", ""], hidden_size=H)],
+        [_info("X", ["T", "B", F])], [_info("Y", None)],
+        {"Wq": np.zeros((1, 4 * H, F), np.int8), "scale": np.array(0.1, np.float32),
+         "R": weights["R"], "B": weights["B"]})
+    with pytest.raises(ValueError, match="DequantizeLinear"):
+        nblstm.LSTM.from_onnx(dequantized, node=0)
+    missing = _graph_model([helper.make_node("LSTM", ["X", "nowhere", "R", "B"], ["Y", "", ""],
+                                             hidden_size=H)],
+                           [_info("X", ["T", "B", F])], [_info("Y", None)], weights)
+    with pytest.raises(ValueError, match="'nowhere' is neither"):
+        nblstm.LSTM.from_onnx(missing)
+    bfloat16 = _graph_model(
+        [helper.make_node("Cast", ["X"], ["X16"], to=TensorProto.BFLOAT16),
+         helper.make_node("Cast", ["X16"], ["X32"], to=TensorProto.FLOAT),
+         helper.make_node("LSTM", ["X32", "W", "R", "B"], ["Y", "", ""], hidden_size=H)],
+        [_info("X", ["T", "B", F])], [_info("Y", None)], weights)
+    with pytest.raises(ValueError, match="element type 16"):
+        nblstm.LSTM.from_onnx(bfloat16)
