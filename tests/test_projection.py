@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import nblstm
+from _problems import assert_layer_gradients_match_finite_differences
 from nblstm import reference
 from nblstm.kernels.cpu import plan
 
@@ -164,47 +165,8 @@ def test_projection_gradients_match_finite_differences(backend):
     as Python)."""
     case = CASES[1]
     lstm, x, state, lengths, d_out, d_state = problem(case, np.float64, seed=3)
-    if backend.name != "cpu":
-        lstm.to("cuda")
-    put, get = backend.put, backend.get
-    names = list(lstm.parameters())
-    host = {"x": x, "h0": state[0], "c0": state[1],
-            **{name: get(value) for name, value in lstm.parameters().items()}}
-
-    def loss(values):
-        for name in names:
-            lstm.parameters()[name] = put(values[name])
-        out, (h_n, c_n), cache = lstm.forward(put(values["x"]), (put(values["h0"]),
-                                              put(values["c0"])), lengths, train=True)
-        value = (np.sum(get(out) * d_out) + np.sum(get(h_n) * d_state[0])
-                 + np.sum(get(c_n) * d_state[1]))
-        return value, cache
-
-    _, cache = loss(host)
-    dx, (dh0, dc0), grads = lstm.backward(cache, put(d_out), tuple(put(g) for g in d_state))
-    analytic = {"x": get(dx), "h0": get(dh0), "c0": get(dc0),
-                **{name: get(grads[name]) for name in names}}
-    rng = np.random.default_rng(0)
-    eps = 1e-6
-    if backend.name != "cpu":
-        direction = {name: rng.standard_normal(value.shape) for name, value in host.items()}
-        shifted = [loss({name: value + sign * eps * direction[name]
-                         for name, value in host.items()})[0] for sign in (1, -1)]
-        numeric = (shifted[0] - shifted[1]) / (2 * eps)
-        expected = sum(np.sum(analytic[name] * direction[name]) for name in host)
-        assert abs(expected - numeric) <= 1e-7 * (1 + abs(numeric))
-        return
-    for name, array in host.items():
-        for flat in rng.choice(array.size, size=min(array.size, 5), replace=False):
-            index = np.unravel_index(flat, array.shape)
-            values = []
-            for sign in (1, -1):
-                moved = dict(host, **{name: array.copy()})
-                moved[name][index] += sign * eps
-                values.append(loss(moved)[0])
-            numeric = (values[0] - values[1]) / (2 * eps)
-            assert abs(analytic[name][index] - numeric) <= 1e-7 * (1 + abs(numeric)), (
-                name, index)
+    assert_layer_gradients_match_finite_differences(lstm, backend, x, state, lengths, d_out,
+                                                    d_state)
 
 
 def test_streaming_chunks_equal_one_call(backend):
