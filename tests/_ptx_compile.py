@@ -44,14 +44,11 @@ def signatures(ty):
     any2 = ty[:, :]
     lengths = int64[::1]
     return {
-        "_gates_forward_kernel": (kernels._gates_forward_kernel, (a3, a2, a2, a3, a3, int64)),
+        "_gates_forward_kernel": (kernels._gates_forward_kernel,
+                                  (a3, a2, a2, a3, a3, a2, boolean, int64)),
         "_gates_backward_kernel": (kernels._gates_backward_kernel,
-                                   (a3, a2, a3, a3, a2, a2, a2, a2, lengths, a3, int64)),
-        "_peephole_gates_forward_kernel": (kernels._peephole_gates_forward_kernel,
-                                           (a3, a2, a2, a2, a3, a3, int64)),
-        "_peephole_gates_backward_kernel": (kernels._peephole_gates_backward_kernel,
-                                            (a3, a2, a3, a2, a3, a2, a2, a2, a2, lengths, a3,
-                                             int64)),
+                                   (a3, a2, a3, a3, a2, a2, a2, a2, lengths, a3, a2, boolean,
+                                    int64)),
         "_peephole_gradient_kernel": (kernels._peephole_gradient_kernel, (a2, a3, a3, a2)),
         "_rows_recurrence_kernel": (recurrence._rows_recurrence_kernel,
                                     (a3, a2, a2, a2, a3, a3, boolean, a2, boolean, int64)),

@@ -117,7 +117,7 @@ def _gate_row_llvm_ir(dtype) -> str:
     H = 16
     row = np.zeros(4 * H, dtype)
     state = np.zeros(H, dtype)
-    fresh(row, row.copy(), state, state.copy(), state.copy())
+    fresh(row, row.copy(), state, state.copy(), state.copy(), None)
     llvm_ir = fresh.inspect_llvm(fresh.signatures[0])
     assert "define" in llvm_ir and len(llvm_ir) > 1000
     return llvm_ir

@@ -35,20 +35,36 @@ from .workspace import scratch
 
 
 @njit(**_JIT_OPTIONS)
-def _gates_forward_row(z, z_h, c_prev, c_out, h_out):
-    """One batch row of ``lstm_gates_forward`` (all arrays 1-D); see there."""
+def _gates_forward_row(z, z_h, c_prev, c_out, h_out, peephole):
+    """One batch row of ``lstm_gates_forward`` (the arrays 1-D); the peephole cell when
+    ``peephole`` (3, H) is given, the plain one for None (numba compiles a specialisation
+    without the peephole loop)."""
     H = c_prev.shape[0]
     z_i, z_f, z_g, z_o = z[0:H], z[H:2 * H], z[2 * H:3 * H], z[3 * H:4 * H]
     zh_i, zh_f, zh_g, zh_o = z_h[0:H], z_h[H:2 * H], z_h[2 * H:3 * H], z_h[3 * H:4 * H]
-    for j in range(H):
-        i, f, g, o, c, h = gates.lstm_unit_forward(
-            z_i[j] + zh_i[j], z_f[j] + zh_f[j], z_g[j] + zh_g[j], z_o[j] + zh_o[j], c_prev[j])
-        z_i[j] = i
-        z_f[j] = f
-        z_g[j] = g
-        z_o[j] = o
-        c_out[j] = c
-        h_out[j] = h
+    if peephole is None:
+        for j in range(H):
+            i, f, g, o, c, h = gates.lstm_unit_forward(
+                z_i[j] + zh_i[j], z_f[j] + zh_f[j], z_g[j] + zh_g[j], z_o[j] + zh_o[j],
+                c_prev[j])
+            z_i[j] = i
+            z_f[j] = f
+            z_g[j] = g
+            z_o[j] = o
+            c_out[j] = c
+            h_out[j] = h
+    else:
+        p_i, p_f, p_o = peephole[0], peephole[1], peephole[2]
+        for j in range(H):
+            i, f, g, o, c, h = gates.lstm_unit_forward_peephole(
+                z_i[j] + zh_i[j], z_f[j] + zh_f[j], z_g[j] + zh_g[j], z_o[j] + zh_o[j],
+                c_prev[j], p_i[j], p_f[j], p_o[j])
+            z_i[j] = i
+            z_f[j] = f
+            z_g[j] = g
+            z_o[j] = o
+            c_out[j] = c
+            h_out[j] = h
 
 
 @njit(**_JIT_OPTIONS)
@@ -67,30 +83,15 @@ def lstm_gates_forward(z, z_h, c_prev, c_out, h_out):
     overlap check and silently run the scalar loop (measured: 5-10x slower).
     """
     for row in range(c_prev.shape[0]):
-        _gates_forward_row(z[row], z_h[row], c_prev[row], c_out[row], h_out[row])
+        _gates_forward_row(z[row], z_h[row], c_prev[row], c_out[row], h_out[row], None)
 
 
 @njit(**_JIT_OPTIONS)
 def _peephole_gates_forward(z, z_h, c_prev, peephole, c_out, h_out):
     """``lstm_gates_forward`` of the cell with peephole connections: ``peephole (3, H)``
     holds the weights of the (i, f, o) gates (``gates.lstm_unit_forward_peephole``)."""
-    H = c_prev.shape[1]
-    p_i, p_f, p_o = peephole[0], peephole[1], peephole[2]
     for row in range(c_prev.shape[0]):
-        z_r, zh_r, c_p, c_o, h_o = z[row], z_h[row], c_prev[row], c_out[row], h_out[row]
-        z_i, z_f, z_g, z_o = z_r[0:H], z_r[H:2 * H], z_r[2 * H:3 * H], z_r[3 * H:4 * H]
-        zh_i, zh_f, zh_g, zh_o = (zh_r[0:H], zh_r[H:2 * H], zh_r[2 * H:3 * H],
-                                  zh_r[3 * H:4 * H])
-        for j in range(H):
-            i, f, g, o, c, h = gates.lstm_unit_forward_peephole(
-                z_i[j] + zh_i[j], z_f[j] + zh_f[j], z_g[j] + zh_g[j], z_o[j] + zh_o[j], c_p[j],
-                p_i[j], p_f[j], p_o[j])
-            z_i[j] = i
-            z_f[j] = f
-            z_g[j] = g
-            z_o[j] = o
-            c_o[j] = c
-            h_o[j] = h
+        _gates_forward_row(z[row], z_h[row], c_prev[row], c_out[row], h_out[row], peephole)
 
 
 @njit(**_JIT_OPTIONS)

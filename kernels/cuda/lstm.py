@@ -6,8 +6,10 @@ documented there and identical here. The arrays are either all
 CuPy arrays or all numba device arrays (the dispatcher makes sure of that).
 
 - The scalar math is ``kernels/math/gates.py``, the same ``@njit(inline="always")`` functions the
-  CPU kernels inline; the kernels below call them directly (one thread per (batch row,
-  hidden unit)), so there is no second copy of the math. float32 kernels do float32 math:
+  CPU kernels inline; the per-step gate kernels below (one thread per (batch row, hidden
+  unit)) reach them through the cell device functions of ``recurrence.py``
+  (``cell_forward``, ``cell_backward``), which the persistent kernels share, so there is no
+  second copy of the math. float32 kernels do float32 math:
   constants are typed like the data (checked on PTX by ``tests/test_cuda_ptx.py``).
 - GEMMs: cuBLAS through CuPy when the arrays are CuPy arrays (the dispatcher turns numba
   device arrays into zero-copy CuPy views when CuPy works); otherwise, and in the simulator,
@@ -22,7 +24,7 @@ CuPy arrays or all numba device arrays (the dispatcher makes sure of that).
 import numpy as np
 
 from ..config import SIMULATOR
-from ..math import dropout as dropout_math, gates
+from ..math import dropout as dropout_math
 from ..math.softmax import add_bias_softmax_in_place, shifted_exp
 from . import recurrence
 from .launch import Launch
@@ -37,80 +39,37 @@ _add_bias_softmax_in_place = (
 # ----------------------------------------------------------------------------- kernels
 
 @cuda.jit
-def _gates_forward_kernel(z_all, z_h, c0, c_all, h_all, t):
+def _gates_forward_kernel(z_all, z_h, c0, c_all, h_all, peephole, has_peephole, t):
     """Step ``t``: ``z_all[t]`` (pre-activations) -> activated gates in place, and
-    ``c_all[t]``, ``h_all[t]``; the previous cell state is ``c0`` at t == 0."""
+    ``c_all[t]``, ``h_all[t]``; the previous cell state is ``c0`` at t == 0. The peephole
+    cell when ``has_peephole`` (``peephole (3, H)``, rows i, f, o; otherwise not read)."""
     j, row = cuda.grid(2)
     H = c0.shape[1]
     if row < c0.shape[0] and j < H:
         c_prev = c0[row, j] if t == 0 else c_all[t - 1, row, j]
-        i, f, g, o, c, h = gates.lstm_unit_forward(
+        i, f, g, o, c, h = recurrence.cell_forward(
             z_all[t, row, j] + z_h[row, j], z_all[t, row, H + j] + z_h[row, H + j],
             z_all[t, row, 2 * H + j] + z_h[row, 2 * H + j],
-            z_all[t, row, 3 * H + j] + z_h[row, 3 * H + j], c_prev)
-        recurrence.store_step(t, row, j, z_all, c_all, h_all, i, f, g, o, c, h)
-
-
-@cuda.jit
-def _peephole_gates_forward_kernel(z_all, z_h, c0, peephole, c_all, h_all, t):
-    """``_gates_forward_kernel`` of the cell with peephole connections, ``peephole (3, H)``
-    (rows i, f, o; ``gates.lstm_unit_forward_peephole``)."""
-    j, row = cuda.grid(2)
-    H = c0.shape[1]
-    if row < c0.shape[0] and j < H:
-        c_prev = c0[row, j] if t == 0 else c_all[t - 1, row, j]
-        i, f, g, o, c, h = gates.lstm_unit_forward_peephole(
-            z_all[t, row, j] + z_h[row, j], z_all[t, row, H + j] + z_h[row, H + j],
-            z_all[t, row, 2 * H + j] + z_h[row, 2 * H + j],
-            z_all[t, row, 3 * H + j] + z_h[row, 3 * H + j], c_prev,
-            peephole[0, j], peephole[1, j], peephole[2, j])
+            z_all[t, row, 3 * H + j] + z_h[row, 3 * H + j], c_prev, peephole, j, has_peephole)
         recurrence.store_step(t, row, j, z_all, c_all, h_all, i, f, g, o, c, h)
 
 
 @cuda.jit
 def _gates_backward_kernel(gates_all, c0, c_all, dh_all, dh_recurrent, dc, dh_n, dc_n, lengths,
-                           dz_all, t):
+                           dz_all, peephole, has_peephole, t):
     """Step ``t`` of BPTT: ``dh = dh_all[t] + dh_recurrent``; writes ``dz_all[t]`` and
     replaces ``dc`` (dLoss/dc_t) by dLoss/dc_{t-1}; padded batches as in
-    ``recurrence.gradients_entering``."""
+    ``recurrence.gradients_entering``; the peephole cell as in ``_gates_forward_kernel``."""
     j, row = cuda.grid(2)
-    H = c0.shape[1]
-    if row < c0.shape[0] and j < H:
+    if row < c0.shape[0] and j < c0.shape[1]:
         kind, dh, dc_next = recurrence.gradients_entering(t, row, j, lengths, dh_all, dh_n,
                                                           dc_n, dc, dz_all)
         if kind == recurrence.PADDING:
             return
         if kind == recurrence.INTERIOR:
             dh += dh_recurrent[row, j]
-        c_prev = c0[row, j] if t == 0 else c_all[t - 1, row, j]
-        d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward(
-            gates_all[t, row, j], gates_all[t, row, H + j], gates_all[t, row, 2 * H + j],
-            gates_all[t, row, 3 * H + j], c_prev, c_all[t, row, j], dh, dc_next)
-        recurrence.store_gate_gradients(t, row, j, dz_all, dc, d_i, d_f, d_g, d_o,
-                                        d_c_prev)
-
-
-@cuda.jit
-def _peephole_gates_backward_kernel(gates_all, c0, c_all, peephole, dh_all, dh_recurrent, dc,
-                                    dh_n, dc_n, lengths, dz_all, t):
-    """``_gates_backward_kernel`` of the cell with peephole connections (``peephole``
-    (3, H), rows i, f, o; ``gates.lstm_unit_backward_peephole``)."""
-    j, row = cuda.grid(2)
-    H = c0.shape[1]
-    if row < c0.shape[0] and j < H:
-        kind, dh, dc_next = recurrence.gradients_entering(t, row, j, lengths, dh_all, dh_n,
-                                                          dc_n, dc, dz_all)
-        if kind == recurrence.PADDING:
-            return
-        if kind == recurrence.INTERIOR:
-            dh += dh_recurrent[row, j]
-        c_prev = c0[row, j] if t == 0 else c_all[t - 1, row, j]
-        d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward_peephole(
-            gates_all[t, row, j], gates_all[t, row, H + j], gates_all[t, row, 2 * H + j],
-            gates_all[t, row, 3 * H + j], c_prev, c_all[t, row, j], dh, dc_next,
-            peephole[0, j], peephole[1, j], peephole[2, j])
-        recurrence.store_gate_gradients(t, row, j, dz_all, dc, d_i, d_f, d_g, d_o,
-                                        d_c_prev)
+        recurrence.cell_backward(t, row, j, gates_all, c0, c_all, dh, dc_next, dz_all, dc,
+                                 peephole, has_peephole)
 
 
 @cuda.jit
@@ -253,7 +212,7 @@ def lstm_gates_forward(z, z_h, c_prev, c_out, h_out):
     with Launch(z) as run:
         args = [run.kernel_arg(a) for a in (z.reshape(1, B, G), z_h, c_prev,
                                              c_out.reshape(1, B, H), h_out.reshape(1, B, H))]
-        run.launch_2d(_gates_forward_kernel, H, B)(*args, 0)
+        run.launch_2d(_gates_forward_kernel, H, B)(*args, args[2], False, 0)
 
 
 def lstm_gates_backward(gates_in, c_prev, c, dh, dc, dz_out):
@@ -268,7 +227,7 @@ def lstm_gates_backward(gates_in, c_prev, c, dh, dc, dz_out):
         args = [run.kernel_arg(a) for a in (gates_in.reshape(1, B, G), c_prev,
                                              c.reshape(1, B, H), no_gradient, dh, dc, dh, dc,
                                              one_step, dz_out.reshape(1, B, G))]
-        run.launch_2d(_gates_backward_kernel, H, B)(*args, 0)
+        run.launch_2d(_gates_backward_kernel, H, B)(*args, args[1], False, 0)
 
 
 def lstm_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all, training=True):
@@ -301,24 +260,19 @@ def _forward_loop(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all, W_r=None, m_a
     G = W_h.shape[1]
     with Launch(x) as run:
         _input_projection(run, x, W_x, b, gates_all)
-        # the persistent kernels read ``peephole`` only with peepholes: c0 stands in
+        # the kernels read ``peephole`` only with peepholes: c0 stands in
+        k_peephole = run.kernel_arg(c0 if peephole is None else peephole), peephole is not None
         persistent_args = (run.kernel_arg(gates_all), run.kernel_arg(W_h), run.kernel_arg(h0),
                            run.kernel_arg(c0), run.kernel_arg(h_all), run.kernel_arg(c_all),
-                           bool(save_gates), run.kernel_arg(c0 if peephole is None else peephole),
-                           peephole is not None)
+                           bool(save_gates)) + k_peephole
         if recurrence.run_forward(run.stream, persistent_args, B, H,
                                   persistent=W_r is None) != "steps":
             return
         z_h = run.empty((B, G), x.dtype)
         unprojected = h_all if W_r is None else m_all
-        k_gates, k_z_h, k_c0, k_c, k_h = (run.kernel_arg(a) for a in (gates_all, z_h, c0,
-                                                                      c_all, unprojected))
-        if peephole is None:
-            gate_launch = run.launch_2d(_gates_forward_kernel, H, B)
-            k_cell = (k_gates, k_z_h, k_c0, k_c, k_h)
-        else:
-            gate_launch = run.launch_2d(_peephole_gates_forward_kernel, H, B)
-            k_cell = (k_gates, k_z_h, k_c0, run.kernel_arg(peephole), k_c, k_h)
+        k_cell = tuple(run.kernel_arg(a) for a in (gates_all, z_h, c0, c_all, unprojected)
+                       ) + k_peephole
+        gate_launch = run.launch_2d(_gates_forward_kernel, H, B)
         for t in range(T):
             run.gemm(h0 if t == 0 else h_all[t - 1], W_h, z_h)
             gate_launch(*k_cell, t)
@@ -357,20 +311,21 @@ def _backward_loop(x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, d
         run.copy(run.transpose(W_h), W_h_T)
         dh_recurrent = run.empty((B, H), x.dtype)  # written before it is read (step T-1
         # takes dh_n for every row that is not padding)
+        # the kernels read ``peephole`` only with peepholes: c0 stands in
+        k_peephole = run.kernel_arg(c0 if peephole is None else peephole), peephole is not None
         persistent_args = tuple(run.kernel_arg(a) for a in (
-            gates_all, c0, c_all, dh_all, dh_n, dc_n, lengths, W_h_T, dz_all, dc0, dh0,
-            c0 if peephole is None else peephole)) + (peephole is not None,)
+            gates_all, c0, c_all, dh_all, dh_n, dc_n, lengths, W_h_T, dz_all, dc0, dh0)
+            ) + k_peephole
         if recurrence.run_backward(run.stream, persistent_args, B, H) != "steps":
             # dc0 carried dLoss/dc_t through the steps; the kernel wrote dh0
             _gradients_after_the_loop(run, x, h0, h_all, W_x, dz_all, dx, dW_x, dW_h, db)
             if peephole is not None:
                 _peephole_gradient(run, c0, c_all, dz_all, dpeephole)
             return
-        cell = (gates_all, c0, c_all) + (() if peephole is None else (peephole,))
-        k_args = [run.kernel_arg(a) for a in cell + (dh_all, dh_recurrent, dc0, dh_n, dc_n,
-                                                     lengths, dz_all)]
-        gate_launch = run.launch_2d(
-            _gates_backward_kernel if peephole is None else _peephole_gates_backward_kernel, H, B)
+        k_args = tuple(run.kernel_arg(a) for a in (gates_all, c0, c_all, dh_all, dh_recurrent,
+                                                   dc0, dh_n, dc_n, lengths, dz_all)
+                       ) + k_peephole
+        gate_launch = run.launch_2d(_gates_backward_kernel, H, B)
         for t in range(T - 1, -1, -1):
             gate_launch(*k_args, t)  # dc0 carries dLoss/dc_t through the loop
             run.gemm(dz_all[t], W_h_T, dh_recurrent)
@@ -420,6 +375,7 @@ def lstm_projected_sequence_backward(x, h0, c0, W_x, W_h, W_r, h_all, c_all, m_a
         k_hidden = [run.kernel_arg(a) for a in (dh_all, dh_recurrent, dh_n, lengths, dh_total)]
         k_gates = [run.kernel_arg(a) for a in (gates_all, c0, c_all, dm_all, no_gradient, dc0,
                                                no_gradient, dc_n, lengths, dz_all)]
+        k_gates += [k_gates[1], False]  # the plain cell: c0 stands in for the peepholes
         hidden_launch = run.launch_2d(_projected_hidden_gradient_kernel, P, B)
         gate_launch = run.launch_2d(_gates_backward_kernel, H, B)
         for t in range(T - 1, -1, -1):

@@ -67,6 +67,37 @@ def store_step(t, r, j, z_all, c_all, h_all, i, f, g, o, c, h):
 
 
 @cuda.jit(device=True)
+def cell_forward(z_i, z_f, z_g, z_o, c_prev, peephole, j, has_peephole):
+    """The gate math of unit ``j``: ``gates.lstm_unit_forward``, or its peephole form with
+    ``peephole (3, H)`` (rows i, f, o; not read without ``has_peephole``). Shared by the
+    per-step (``lstm.py``) and the persistent kernels."""
+    if has_peephole:
+        return gates.lstm_unit_forward_peephole(z_i, z_f, z_g, z_o, c_prev, peephole[0, j],
+                                                peephole[1, j], peephole[2, j])
+    return gates.lstm_unit_forward(z_i, z_f, z_g, z_o, c_prev)
+
+
+@cuda.jit(device=True)
+def cell_backward(t, r, j, gates_all, c0, c_all, dh, dc_next, dz_all, dc, peephole,
+                  has_peephole):
+    """The gate backward of (row ``r``, unit ``j``) at BPTT step ``t``, given the gradients
+    entering it (``dh``, ``dc_next``): writes ``dz_all[t]`` and dLoss/dc_{t-1} into ``dc``.
+    Plain or peephole cell as ``cell_forward``; shared like it."""
+    H = c_all.shape[2]
+    c_prev = c0[r, j] if t == 0 else c_all[t - 1, r, j]
+    if has_peephole:
+        d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward_peephole(
+            gates_all[t, r, j], gates_all[t, r, H + j], gates_all[t, r, 2 * H + j],
+            gates_all[t, r, 3 * H + j], c_prev, c_all[t, r, j], dh, dc_next, peephole[0, j],
+            peephole[1, j], peephole[2, j])
+    else:
+        d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward(
+            gates_all[t, r, j], gates_all[t, r, H + j], gates_all[t, r, 2 * H + j],
+            gates_all[t, r, 3 * H + j], c_prev, c_all[t, r, j], dh, dc_next)
+    store_gate_gradients(t, r, j, dz_all, dc, d_i, d_f, d_g, d_o, d_c_prev)
+
+
+@cuda.jit(device=True)
 def _unit_step(t, r, j, z_all, W_h, h0, c0, h_all, c_all, save_gates, peephole,
                has_peephole):
     """Step ``t`` of batch row ``r``, hidden unit ``j``: the recurrent product (fixed order),
@@ -86,11 +117,8 @@ def _unit_step(t, r, j, z_all, W_h, h0, c0, h_all, c_all, save_gates, peephole,
         acc_g += h_m * W_h[m, 2 * H + j]
         acc_o += h_m * W_h[m, 3 * H + j]
     c_prev = c0[r, j] if t == 0 else c_all[t - 1, r, j]
-    if has_peephole:
-        i, f, g, o, c, h = gates.lstm_unit_forward_peephole(
-            acc_i, acc_f, acc_g, acc_o, c_prev, peephole[0, j], peephole[1, j], peephole[2, j])
-    else:
-        i, f, g, o, c, h = gates.lstm_unit_forward(acc_i, acc_f, acc_g, acc_o, c_prev)
+    i, f, g, o, c, h = cell_forward(acc_i, acc_f, acc_g, acc_o, c_prev, peephole, j,
+                                    has_peephole)
     if save_gates:
         store_step(t, r, j, z_all, c_all, h_all, i, f, g, o, c, h)
     else:
@@ -200,18 +228,8 @@ def _unit_backward_step(t, r, j, gates_all, c0, c_all, dh_all, dh_n, dc_n, lengt
         return
     if kind == INTERIOR:
         dh += _recurrent_gradient(t + 1, r, j, dz_all, W_h_T)
-    H = c_all.shape[2]
-    c_prev = c0[r, j] if t == 0 else c_all[t - 1, r, j]
-    if has_peephole:
-        d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward_peephole(
-            gates_all[t, r, j], gates_all[t, r, H + j], gates_all[t, r, 2 * H + j],
-            gates_all[t, r, 3 * H + j], c_prev, c_all[t, r, j], dh, dc_next, peephole[0, j],
-            peephole[1, j], peephole[2, j])
-    else:
-        d_i, d_f, d_g, d_o, d_c_prev = gates.lstm_unit_backward(
-            gates_all[t, r, j], gates_all[t, r, H + j], gates_all[t, r, 2 * H + j],
-            gates_all[t, r, 3 * H + j], c_prev, c_all[t, r, j], dh, dc_next)
-    store_gate_gradients(t, r, j, dz_all, dc, d_i, d_f, d_g, d_o, d_c_prev)
+    cell_backward(t, r, j, gates_all, c0, c_all, dh, dc_next, dz_all, dc, peephole,
+                  has_peephole)
 
 
 @cuda.jit
