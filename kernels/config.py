@@ -45,6 +45,11 @@ KC: int = 256
 #: 2^18 mixed (float64 faster, float32 slower). It was 2^22 while a packed training forward
 #: shared the cores with a BLAS backward; training now runs on BLAS only (``plan``).
 PARALLEL_MIN_STEP_MACS: int = 1 << 20
+#: Batch rows from which ``NBLSTM_CPU_GEMM=auto`` runs the batch-blocked loops
+#: (``cpu/blocked_lstm.py``: threads own blocks of rows for all steps) for the plain cell's
+#: inference and training passes, instead of the per-step loops. Measured crossover:
+#: benchmarks/README.md, "Batch-blocked".
+BLOCKED_MIN_BATCH: int = 256
 #: Elements per partial sum of the CPU ``sum_of_squares`` (partials added in float64).
 SUM_CHUNK: int = 1024
 

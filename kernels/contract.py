@@ -15,6 +15,7 @@ LSTM_FUNCTIONS = (
     "lstm_gates_backward",
     "lstm_sequence_forward",
     "lstm_sequence_backward",
+    "lstm_sequence_inference",
     "lstm_projected_sequence_forward",
     "lstm_projected_sequence_backward",
     "lstm_peephole_sequence_forward",

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 
 from ._dispatch import Backend, transposed
+from .kernels.time_chunks import (  # noqa: F401  (re-exported: the chunking rule)
+    INFERENCE_CHUNK_BYTES, INFERENCE_CHUNK_MIN_ROWS, inference_chunk_steps, run_in_chunks)
 
 #: The seed's letter for each gate of nblstm's (i, f, g, o) order: the candidate g is "c".
 SEED_GATE_LETTERS = ("i", "f", "c", "o")
@@ -74,26 +76,6 @@ def sequence_forward(backend: Backend, x, h0, c0, W_x, W_h, b, peephole=None) ->
     return h_all, c_all, gates_all
 
 
-#: Bytes of cell states, gates (and unprojected states) an inference pass holds at once:
-#: the chunk length is as many steps as fit, but at least ``INFERENCE_CHUNK_MIN_ROWS`` batch
-#: rows (steps x B): each chunk repacks the weights on the CPU, which must stay small
-#: against the chunk's GEMM work. Measured in loops (float32 unless said; ms; the machine
-#: is noisy, +-20%): B=4096, H=128 chunks of 3 / 6 / 32 steps 258 / 278 / 330; B=1024, H=128
-#: 12 / 32 steps 48 / 57; (100,64,256,256) 32 / 64 / 100 steps 31 / 28 / 29; but at
-#: (100,128,512,512) float64 12 / 32 steps 491 / 410 and at (20,256,1024,1024) 6 / 20 steps
-#: 441 / 344-371, where 32 MiB alone gives too few rows for the repacking.
-INFERENCE_CHUNK_BYTES = 32 << 20
-INFERENCE_CHUNK_MIN_ROWS = 4096
-
-
-def inference_chunk_steps(T: int, B: int, H: int, itemsize: int, projected: bool = False) -> int:
-    """Steps per chunk of an inference pass, 1..T: ``INFERENCE_CHUNK_BYTES`` of
-    ``(c, gates[, m])``, but at least ``INFERENCE_CHUNK_MIN_ROWS`` rows."""
-    per_step = B * (6 if projected else 5) * H * itemsize
-    fits = INFERENCE_CHUNK_BYTES // max(per_step, 1)
-    return max(1, min(T, max(fits, -(-INFERENCE_CHUNK_MIN_ROWS // B))))
-
-
 def sequence_inference(backend: Backend, x, h0, c0, W_x, W_h, b, lengths=None,
                        chunk_steps: int | None = None, W_r=None, peephole=None) -> tuple:
     """Inference over a sequence: ``(h_all, h_n, c_n)``, keeping nothing per step.
@@ -104,50 +86,38 @@ def sequence_inference(backend: Backend, x, h0, c0, W_x, W_h, b, lengths=None,
     peephole weights of a cell with peephole connections (``sequence_forward``).
     ``lengths`` (B,) int64 on the backend, or None for full sequences: row b's final state
     is then the one at step ``lengths[b] - 1`` (``h_all`` past that step is left as computed;
-    the caller zeroes it). The sequence runs in chunks of ``chunk_steps`` steps (None:
-    ``inference_chunk_steps``: about 32 MiB of work buffers, at least 4096 rows) through the
-    training kernel,
-    with the cell states and gates of a chunk in buffers reused by the next one: working
-    memory beyond the input and output arrays is ``chunk_steps * B * 5H`` values (``6H``
-    with a projection), whatever T is.
+    the caller zeroes it).
+
+    The plain cell runs the kernels' ``lstm_sequence_inference`` (on the CPU the
+    batch-blocked loops for large batches, else chunks of steps); the other cells run in
+    chunks of ``chunk_steps`` steps through their training kernels
+    (``kernels/time_chunks.py``: about 32 MiB of work buffers, at least 4096 rows, for
+    None). ``chunk_steps`` also sets the plain cell's chunks where it runs in chunks.
     """
     xp = backend.xp
     T, B, _ = x.shape
     P, H = h0.shape[1], c0.shape[1]
-    if chunk_steps is None:
-        chunk_steps = inference_chunk_steps(T, B, H, x.dtype.itemsize, W_r is not None)
-    steps = max(1, min(int(chunk_steps), T))
     h_all = xp.empty((T, B, P), dtype=x.dtype)
-    # work buffers: nothing returned is a view of them (h_n and c_n are copies)
-    c_chunk = backend.scratch("inference c chunk", (steps, B, H), x.dtype)
-    gates_chunk = backend.scratch("inference gates chunk", (steps, B, 4 * H), x.dtype)
-    m_chunk = (backend.scratch("inference m chunk", (steps, B, H), x.dtype)
-               if W_r is not None else None)
-    h_n = xp.empty((B, P), dtype=x.dtype) if lengths is not None else None
-    c_n = xp.empty((B, H), dtype=x.dtype) if lengths is not None else None
-    h, c = h0, c0
-    for start in range(0, T, steps):
-        n = min(steps, T - start)
-        # The next chunk reads h and c only at its first step, before overwriting any of
-        # c_chunk, so they can stay views into this chunk's buffers.
-        if peephole is not None:
-            backend.kernels.lstm_peephole_sequence_forward(x[start:start + n], h, c, W_x, W_h, b,
-                                                           peephole, h_all[start:start + n],
-                                                           c_chunk[:n], gates_chunk[:n])
-        elif W_r is None:
-            backend.kernels.lstm_sequence_forward(x[start:start + n], h, c, W_x, W_h, b,
-                                                  h_all[start:start + n], c_chunk[:n],
-                                                  gates_chunk[:n], False)
-        else:
-            backend.kernels.lstm_projected_sequence_forward(
-                x[start:start + n], h, c, W_x, W_h, b, W_r, h_all[start:start + n],
-                c_chunk[:n], m_chunk[:n], gates_chunk[:n])
-        h, c = h_all[start + n - 1], c_chunk[n - 1]
-        if lengths is not None:  # the rows whose sequences end inside this chunk
-            backend.kernels.gather_steps(h_all[start:start + n], lengths, start, h_n)
-            backend.kernels.gather_steps(c_chunk[:n], lengths, start, c_n)
+    h_n = xp.empty((B, P), dtype=x.dtype)
+    c_n = xp.empty((B, H), dtype=x.dtype)
     if lengths is None:
-        return h_all, xp.copy(h), xp.copy(c)
+        lengths = full_lengths(backend, T, B)
+    steps = 0 if chunk_steps is None else max(1, int(chunk_steps))
+    kernels = backend.kernels
+    if peephole is None and W_r is None:
+        kernels.lstm_sequence_inference(x, h0, c0, W_x, W_h, b, lengths, steps, h_all, h_n,
+                                        c_n)
+        return h_all, h_n, c_n
+    if peephole is not None:
+        def forward_chunk(x_c, h, c, h_c, c_c, gates_c, _):
+            kernels.lstm_peephole_sequence_forward(x_c, h, c, W_x, W_h, b, peephole, h_c, c_c,
+                                                   gates_c)
+    else:
+        def forward_chunk(x_c, h, c, h_c, c_c, gates_c, m_c):
+            kernels.lstm_projected_sequence_forward(x_c, h, c, W_x, W_h, b, W_r, h_c, c_c, m_c,
+                                                    gates_c)
+    run_in_chunks(forward_chunk, backend.scratch, kernels.gather_steps, x, h0, c0, lengths,
+                  steps, h_all, h_n, c_n, projected=W_r is not None)
     return h_all, h_n, c_n
 
 

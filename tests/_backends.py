@@ -62,9 +62,12 @@ BACKENDS = {
 #: NBLSTM_CPU_GEMM values the kernel-reaching CPU tests run under (see
 #: kernels/cpu/plan.py): the default, plain BLAS, and each tile, on the parallel and the
 #: serial driver between them, so every variant is checked on any machine (a tile wider than
-#: the CPU's vectors is slower, never different).
+#: the CPU's vectors is slower, never different), and the batch-blocked loops.
 CPU_GEMM_VARIANTS = ("auto", "blas", "avx512-parallel", "avx2-serial", "sse-parallel",
-                     "avx512-serial")
+                     "avx512-blocked")
+#: Rows per block of the batch-blocked variant (``NBLSTM_CPU_BLOCK_ROWS``): small, so the
+#: tests' batches span several blocks (a partial last one too) and both threads' tasks.
+BLOCKED_TEST_ROWS = 2
 
 
 def backend_skip_reason(name: str) -> str | None:

@@ -42,8 +42,8 @@ from dataclasses import dataclass  # noqa: E402  (after the simulator decision)
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from _backends import (BACKENDS, CPU_GEMM_VARIANTS, SIMULATED, BackendCase,  # noqa: E402
-                       backend_skip_reason)
+from _backends import (BACKENDS, BLOCKED_TEST_ROWS, CPU_GEMM_VARIANTS, SIMULATED,  # noqa: E402
+                       BackendCase, backend_skip_reason)
 from nblstm._dispatch import cuda_unavailable_reason, cupy_usable  # noqa: E402
 
 ARRAY_BACKENDS = tuple(BACKENDS)
@@ -78,9 +78,13 @@ def backend(request) -> BackendCase:
 @pytest.fixture
 def cpu_gemm(request, monkeypatch) -> str | None:
     """The CPU GEMM variant of this test case (sets ``NBLSTM_CPU_GEMM``); None on a GPU
-    backend, where the CPU GEMM plays no part."""
+    backend, where the CPU GEMM plays no part. A batch-blocked variant runs blocks of
+    ``BLOCKED_TEST_ROWS`` rows, so that the tests' small batches span several blocks and
+    both threads' tasks."""
     if request.param is not None:
         monkeypatch.setenv("NBLSTM_CPU_GEMM", request.param)
+        if "blocked" in request.param:
+            monkeypatch.setenv("NBLSTM_CPU_BLOCK_ROWS", str(BLOCKED_TEST_ROWS))
     return request.param
 
 

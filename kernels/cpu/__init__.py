@@ -8,6 +8,8 @@ Modules:
   packed GEMM below, as ``plan`` decides); the peephole cell's loops (BLAS).
 - ``packed_gemm``: the register-blocked micro-kernel on packed weight panels (LLVM vector IR).
 - ``packed_lstm``: the sequence loops on the packed GEMM, the gate math in the same region.
+- ``blocked_lstm``: the batch-blocked loops on the packed GEMM (threads own blocks of batch
+  rows for all T steps; large batches).
 - ``plan``: which GEMM, tile and threading a call uses (``NBLSTM_CPU_GEMM``).
 - ``projected_lstm``: the sequence loops of the LSTM with a projection (``proj_size``), on BLAS.
 - ``training``: the optimizer, loss and gather kernels of ``nblstm.training``.
@@ -20,7 +22,7 @@ from ..contract import TWIN_FUNCTIONS
 from .lstm import (add_arrays, copy_time_steps, dropout, gather_steps, linear_softmax,
                    lstm_gates_backward, lstm_gates_forward, lstm_peephole_sequence_backward,
                    lstm_peephole_sequence_forward, lstm_sequence_backward,
-                   lstm_sequence_forward, reverse_axes_copy)
+                   lstm_sequence_forward, lstm_sequence_inference, reverse_axes_copy)
 from .projected_lstm import lstm_projected_sequence_backward, lstm_projected_sequence_forward
 from .training import (adam_update, gather_rows, scale_in_place, sgd_momentum_update,
                        sgd_update, softmax_cross_entropy_rows, sum_of_squares)

@@ -28,7 +28,8 @@ from numba import njit
 from ..config import JIT_OPTIONS as _JIT_OPTIONS
 from ..math import dropout as dropout_math, gates
 from ..math.softmax import add_bias_softmax_in_place
-from . import packed_lstm, plan
+from .. import time_chunks
+from . import blocked_lstm, packed_lstm, plan
 from .loops import (gates_backward_units, gradients_after_the_loop,
                     input_projection, peephole_gradient, transpose_into)
 from .workspace import scratch
@@ -151,13 +152,50 @@ def lstm_sequence_forward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: np
     packed micro-kernel or BLAS, as ``NBLSTM_CPU_GEMM`` says (``plan``). Inputs may be
     non-contiguous (copied); the outputs must be C-contiguous.
     """
-    H = h0.shape[1]
-    gemm = plan.plan(x.dtype, x.shape[1] * H * 4 * H, training=training)
+    (_, B, X), H = x.shape, h0.shape[1]
+    gemm = plan.plan(x.dtype, B * H * 4 * H, training=training, batch=B, inputs=X, hidden=H)
     x, h0, c0, W_x, W_h, b = (np.ascontiguousarray(a) for a in (x, h0, c0, W_x, W_h, b))
     if gemm is None:
         _blas_sequence_forward(x, h0, c0, W_x, W_h, b, None, h_all, c_all, gates_all)
+    elif gemm.blocked:
+        blocked_lstm.sequence_forward(gemm, x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all)
     else:
         packed_lstm.sequence_forward(gemm, x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all)
+
+
+def lstm_sequence_inference(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: np.ndarray,
+                            W_h: np.ndarray, b: np.ndarray, lengths: np.ndarray,
+                            chunk_steps: int, h_all: np.ndarray, h_n: np.ndarray,
+                            c_n: np.ndarray) -> None:
+    """Inference over a whole sequence (or a padded batch), keeping nothing per step.
+
+    x, h0, c0, W_x, W_h, b   as in ``lstm_sequence_forward``
+    lengths      (B,)      int64, 1 <= lengths[b] <= T: row b's final state is the one of
+                           step ``lengths[b] - 1`` (all T for full sequences)
+    chunk_steps  int       steps per chunk where the pass runs in chunks (0: automatic,
+                           ``time_chunks.inference_chunk_steps``)
+    h_all        (T, B, H) out: hidden state of every step (past a row's end: as computed)
+    h_n, c_n     (B, H)    out: each row's final hidden and cell state
+
+    Large batches (``plan``: ``NBLSTM_CPU_GEMM=auto`` from ``config.BLOCKED_MIN_BATCH``
+    rows, or ``blocked``) run the batch-blocked loops (``blocked_lstm``), whose
+    pre-activations and cell states stay in per-thread buffers; otherwise the sequence
+    runs in chunks of steps through ``lstm_sequence_forward`` (``time_chunks``). Inputs may
+    be non-contiguous (copied); the outputs must be C-contiguous.
+    """
+    (_, B, X), H = x.shape, h0.shape[1]
+    gemm = plan.plan(x.dtype, B * H * 4 * H, batch=B, inputs=X, hidden=H)
+    if gemm is not None and gemm.blocked:
+        x, h0, c0, W_x, W_h, b, lengths = (np.ascontiguousarray(a)
+                                           for a in (x, h0, c0, W_x, W_h, b, lengths))
+        blocked_lstm.sequence_inference(gemm, x, h0, c0, W_x, W_h, b, lengths, h_all, h_n, c_n)
+        return
+
+    def forward_chunk(x_c, h, c, h_c, c_c, gates_c, _):
+        lstm_sequence_forward(x_c, h, c, W_x, W_h, b, h_c, c_c, gates_c, False)
+
+    time_chunks.run_in_chunks(forward_chunk, scratch, gather_steps, x, h0, c0, lengths,
+                              int(chunk_steps), h_all, h_n, c_n)
 
 
 @njit(**_JIT_OPTIONS)
@@ -227,15 +265,17 @@ def lstm_sequence_backward(x: np.ndarray, h0: np.ndarray, c0: np.ndarray, W_x: n
     micro-kernel or BLAS, as ``NBLSTM_CPU_GEMM`` says (``plan``). Inputs may be
     non-contiguous (copied); the outputs must be C-contiguous.
     """
-    B = x.shape[1]
-    H = h0.shape[1]
-    gemm = plan.plan(x.dtype, B * H * 4 * H, backward=True)
+    (_, B, X), H = x.shape, h0.shape[1]
+    gemm = plan.plan(x.dtype, B * H * 4 * H, backward=True, batch=B, inputs=X, hidden=H)
     x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n, lengths = (
         np.ascontiguousarray(a)
         for a in (x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all, dh_n, dc_n, lengths))
     if gemm is None:
         _blas_backward_call(x, h0, c0, W_x, W_h, None, h_all, c_all, gates_all, dh_all,
                             dh_n, dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, None, db)
+    elif gemm.blocked:
+        blocked_lstm.sequence_backward(gemm, x, h0, c0, W_x, W_h, h_all, c_all, gates_all,
+                                       dh_all, dh_n, dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, db)
     else:
         packed_lstm.sequence_backward(gemm, x, h0, c0, W_x, W_h, h_all, c_all, gates_all, dh_all,
                                       dh_n, dc_n, lengths, dx, dh0, dc0, dW_x, dW_h, db)

@@ -13,6 +13,16 @@ or plain BLAS. Decided per call, from the environment variable ``NBLSTM_CPU_GEMM
     <tile>           a tile of ``config.TILES`` (avx512, avx2, sse) on any CPU
     <tile>-serial    that tile on the calling thread only
     <tile>-parallel  that tile in numba parallel regions, whatever the size
+    blocked          the batch-blocked loops (``blocked_lstm``: threads own blocks of batch
+                     rows for all T steps) with the tile for this CPU, for inference and
+                     training; ``<tile>-blocked`` with that tile. ``auto`` runs them from
+                     ``config.BLOCKED_MIN_BATCH`` rows on (below, "Batch-blocked")
+
+Batch-blocked: a block holds as many rows as fill half of one core's L2 cache with a
+step's working set (``rows_per_block``); ``NBLSTM_CPU_BLOCK_ROWS`` sets it instead (for
+measurements and tests). Threads: one task per numba thread (``numba.get_num_threads()``)
+when threads are usable (below), each a contiguous run of blocks, one parallel region per
+pass.
 
 Threads (``auto`` and ``<tile>``): one parallel region per time step when numba's threading
 layer is omp or tbb (1-2 us per region), more than one numba thread is configured, and a
@@ -25,10 +35,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import PARALLEL_MIN_STEP_MACS, TILES
+from ..config import BLOCKED_MIN_BATCH, PARALLEL_MIN_STEP_MACS, TILES
 from .packed_gemm import TILE_IDS
 
 ENVIRONMENT_VARIABLE = "NBLSTM_CPU_GEMM"
+BLOCK_ROWS_VARIABLE = "NBLSTM_CPU_BLOCK_ROWS"
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,8 @@ class Plan:
     U: int           # elements per vector (hidden units per gate panel)
     parallel: bool   # run the parallel drivers
     workers: int     # per-worker buffers to allocate
+    blocked: bool = False     # the batch-blocked loops (``blocked_lstm``)
+    rows_per_block: int = 0   # their block size (batch rows a task runs through all steps)
 
     @property
     def NR(self) -> int:
@@ -56,6 +69,44 @@ def tile_for_this_cpu() -> str:
     if "avx2" in flags and "fma" in flags:
         return "avx2"
     return "sse"
+
+
+@functools.cache
+def l2_cache_bytes() -> int:
+    """Bytes of one core's L2 cache (Linux sysfs); 512 KiB where it cannot be read."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for index in sorted(os.listdir(base)):
+            path = os.path.join(base, index)
+            with open(os.path.join(path, "level")) as level, \
+                    open(os.path.join(path, "type")) as kind:
+                if level.read().strip() == "2" and kind.read().strip() in ("Unified", "Data"):
+                    with open(os.path.join(path, "size")) as size:
+                        text = size.read().strip().upper()
+                    scale = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+                    return int(text.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        pass
+    return 512 << 10
+
+
+def rows_per_block(dtype, inputs: int, hidden: int, MR: int) -> int:
+    """Batch rows per block of the blocked loops: a step's working set of a row (the
+    pre-activations 4H, cell states 2H, hidden state H, input X) times the rows fills half
+    of one core's L2 (the packed weights stream from L2/L3 beside it); a multiple of the
+    tile's ``MR`` rows, 8..256. ``NBLSTM_CPU_BLOCK_ROWS`` overrides it."""
+    forced = os.environ.get(BLOCK_ROWS_VARIABLE, "").strip()
+    if forced:
+        try:
+            rows = int(forced)
+        except ValueError:
+            rows = 0
+        if rows < 1:
+            raise ValueError(f"{BLOCK_ROWS_VARIABLE}={forced!r}: expected a positive integer")
+        return rows
+    per_row = (7 * hidden + inputs) * np.dtype(dtype).itemsize
+    rows = l2_cache_bytes() // 2 // max(per_row, 1)
+    return int(min(256, max(8, rows // MR * MR)))
 
 
 def _cpu_flags() -> set:
@@ -121,9 +172,11 @@ def choice() -> str:
     """The raw setting: ``NBLSTM_CPU_GEMM`` or ``auto``; ValueError if unknown."""
     value = os.environ.get(ENVIRONMENT_VARIABLE, "auto").strip().lower() or "auto"
     tile, _, mode = value.partition("-")
-    if value in ("auto", "blas") or (tile in TILES and mode in ("", "serial", "parallel")):
+    if value in ("auto", "blas", "blocked") or (
+            tile in TILES and mode in ("", "serial", "parallel", "blocked")):
         return value
-    names = ", ".join(["auto", "blas"] + [f"{t}[-serial|-parallel]" for t in TILES])
+    names = ", ".join(["auto", "blas", "blocked"]
+                      + [f"{t}[-serial|-parallel|-blocked]" for t in TILES])
     raise ValueError(f"{ENVIRONMENT_VARIABLE}={value!r}: expected one of {names}")
 
 
@@ -138,14 +191,26 @@ def require_blas(feature: str) -> None:
                          f"blas for this model")
 
 
-def plan(dtype, step_macs: int, backward: bool = False, training: bool = False) -> Plan | None:
+def plan(dtype, step_macs: int, backward: bool = False, training: bool = False,
+         batch: int = 0, inputs: int = 0, hidden: int = 0) -> Plan | None:
     """The configuration for a call on ``dtype`` data whose recurrent product has
     ``step_macs`` multiply-adds per step (``backward``: for the backward pass;
-    ``training``: for a training forward); ``None`` means plain BLAS."""
+    ``training``: for a training forward); ``None`` means plain BLAS. ``batch``, ``inputs``
+    and ``hidden`` (B, X, H) are given by the callers that can run the blocked loops (0:
+    the per-step loops only)."""
     value = choice()
     if value == "blas":
         return None
+    if value == "blocked":
+        value = "auto-blocked"
     tile, _, mode = value.partition("-")
+    if tile == "auto" and mode != "blocked" and batch >= BLOCKED_MIN_BATCH:
+        mode = "blocked"
+    if mode == "blocked":
+        if not batch:
+            return None if tile == "auto" else plan_per_step(dtype, tile, step_macs)
+        return _blocked_plan(dtype, tile_for_this_cpu() if tile == "auto" else tile, inputs,
+                             hidden)
     if tile == "auto":
         if step_macs < PARALLEL_MIN_STEP_MACS or backward or training:
             return None
@@ -162,6 +227,26 @@ def plan(dtype, step_macs: int, backward: bool = False, training: bool = False) 
                 numba.config.NUMBA_NUM_THREADS if parallel else 1)
 
 
+def plan_per_step(dtype, tile: str, step_macs: int) -> Plan:
+    """The per-step packed plan of ``tile`` (threads as ``<tile>`` picks them): what a
+    forced blocked setting runs in the passes without a blocked loop."""
+    import numba
+    parallel = (not FORKED_AFTER_THREADS and _threads_usable()[0]
+                and step_macs >= PARALLEL_MIN_STEP_MACS)
+    MR, vector_bytes = TILES[tile]
+    return Plan(tile, TILE_IDS[tile], MR, vector_bytes // np.dtype(dtype).itemsize, parallel,
+                numba.config.NUMBA_NUM_THREADS if parallel else 1)
+
+
+def _blocked_plan(dtype, tile: str, inputs: int, hidden: int) -> Plan:
+    import numba
+    parallel = not FORKED_AFTER_THREADS and _threads_usable()[0]
+    MR, vector_bytes = TILES[tile]
+    return Plan(tile, TILE_IDS[tile], MR, vector_bytes // np.dtype(dtype).itemsize, parallel,
+                numba.get_num_threads() if parallel else 1, True,
+                rows_per_block(dtype, inputs, hidden, MR))
+
+
 def describe() -> str:
     """One line for ``nblstm info``: what the CPU kernels will use."""
     try:
@@ -170,9 +255,13 @@ def describe() -> str:
         return str(error)
     if value == "blas":
         return f"BLAS per step ({ENVIRONMENT_VARIABLE}=blas)"
+    source_value = value
+    if value == "blocked":
+        value = "auto-blocked"
     tile, _, mode = value.partition("-")
-    tile_is_auto = tile == "auto"
-    source = "chosen from CPU features" if tile_is_auto else f"{ENVIRONMENT_VARIABLE}={value}"
+    tile_is_auto = tile == "auto" and source_value == "auto"
+    source = ("chosen from CPU features" if tile_is_auto
+              else f"{ENVIRONMENT_VARIABLE}={source_value}")
     tile = tile_for_this_cpu() if tile == "auto" else tile
     MR, vector_bytes = TILES[tile]
     shape = f"{MR}x{4 * vector_bytes // 4} float32, {MR}x{4 * vector_bytes // 8} float64"
@@ -182,11 +271,17 @@ def describe() -> str:
         threads = "serial (forced)"
     elif mode == "parallel":
         threads = "parallel regions (forced)"
+    elif mode == "blocked":
+        usable, why = _threads_usable()
+        threads = (f"batch-blocked loops (forced), rows per block from L2 "
+                   f"({l2_cache_bytes() >> 10} KiB); " + (why if usable else f"serial: {why}"))
     else:
         usable, why = _threads_usable()
         threads = (f"parallel per step when B*H*4H >= {PARALLEL_MIN_STEP_MACS} ({why})" if usable
                    else f"serial: {why}")
         if tile_is_auto:
-            threads += (f"; BLAS per step below B*H*4H = {PARALLEL_MIN_STEP_MACS}"
-                        f" and in training (forward(train=True) and backward: one pool)")
+            threads += (f"; batch-blocked loops from B >= {BLOCKED_MIN_BATCH} (inference and "
+                        f"training); below, BLAS per step under B*H*4H = "
+                        f"{PARALLEL_MIN_STEP_MACS} and in training (forward(train=True) and "
+                        f"backward: one pool)")
     return f"packed micro-kernel, tile {tile} ({shape}; {source}); {threads}"

@@ -19,7 +19,7 @@ from .lstm import (add_arrays, copy_time_steps, dropout, gather_steps, linear_so
                    lstm_gates_backward, lstm_gates_forward, lstm_peephole_sequence_backward,
                    lstm_peephole_sequence_forward, lstm_projected_sequence_backward,
                    lstm_projected_sequence_forward, lstm_sequence_backward,
-                   lstm_sequence_forward, reverse_axes_copy)
+                   lstm_sequence_forward, lstm_sequence_inference, reverse_axes_copy)
 from .training import (adam_update, gather_rows, scale_in_place, sgd_momentum_update,
                        sgd_update, softmax_cross_entropy_rows, sum_of_squares)
 

@@ -23,6 +23,7 @@ CuPy arrays or all numba device arrays (the dispatcher makes sure of that).
 """
 import numpy as np
 
+from .. import time_chunks
 from ..config import SIMULATOR
 from ..math import dropout as dropout_math
 from ..math.softmax import add_bias_softmax_in_place, shifted_exp
@@ -240,6 +241,23 @@ def lstm_sequence_forward(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all, train
     tiers do not write the activated gates into ``gates_all`` (nothing reads them).
     """
     _forward_loop(x, h0, c0, W_x, W_h, b, h_all, c_all, gates_all, save_gates=training)
+
+
+def lstm_sequence_inference(x, h0, c0, W_x, W_h, b, lengths, chunk_steps, h_all, h_n, c_n):
+    """Inference over a sequence, keeping nothing per step; see
+    ``kernels.cpu.lstm.lstm_sequence_inference``. Runs in chunks of steps through
+    ``lstm_sequence_forward`` (``kernels/time_chunks.py``), each chunk on the recurrence tier
+    ``NBLSTM_CUDA_RECURRENCE`` selects; the chunk buffers are device arrays of the inputs'
+    kind (CuPy's memory pool reuses them)."""
+    with Launch(x) as run:
+        def scratch(_role, shape, dtype):
+            return run.empty(shape, dtype)
+
+        def forward_chunk(x_c, h, c, h_c, c_c, gates_c, _):
+            lstm_sequence_forward(x_c, h, c, W_x, W_h, b, h_c, c_c, gates_c, False)
+
+        time_chunks.run_in_chunks(forward_chunk, scratch, gather_steps, x, h0, c0, lengths,
+                                  int(chunk_steps), h_all, h_n, c_n)
 
 
 def lstm_peephole_sequence_forward(x, h0, c0, W_x, W_h, b, peephole, h_all, c_all, gates_all):
