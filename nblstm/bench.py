@@ -48,6 +48,9 @@ GRID = {
     "large": [(100, 128, 512, 512), (20, 256, 1024, 1024)],
 }
 QUICK_SHAPES = [(50, 1, 32, 32), (50, 16, 64, 64), (100, 64, 256, 256)]
+#: Many independent sequences (``--grid batch``, not part of ``full``): where ``auto`` runs
+#: the batch-blocked CPU loops, T=50, X=64, B in {256, 1024, 4096}, H in {64, 128, 256}.
+BATCH_SHAPES = [(50, B, 64, H) for B in (256, 1024, 4096) for H in (64, 128, 256)]
 PASSES = ("inference", "training", "step")
 OUTPUT_CLASSES = 8  # n_y of the seed API's softmax layer
 #: Steady-state sampling: each sample lasts at least this long (auto-ranged calls).

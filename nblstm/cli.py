@@ -172,7 +172,7 @@ def _check_layer() -> int:
 def bench(args: argparse.Namespace) -> int:
     """A quick version of the benchmark grid: table, optional JSON and PNG."""
     from . import bench as harness
-    shapes = {"quick": harness.QUICK_SHAPES,
+    shapes = {"quick": harness.QUICK_SHAPES, "batch": harness.BATCH_SHAPES,
               "full": [s for group in harness.GRID.values() for s in group]}.get(
         args.grid, harness.GRID.get(args.grid))
     if _refuse_output("--json", args.json) or _refuse_output("--plot", args.plot):
@@ -287,8 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "installed), the NumPy reference and the GEMM floor on shapes (T, B, X, H); prints a table of "
                     f"medians and ratios. The quick grid is {quick}.")
     bench_parser.add_argument("--grid", default="quick",
-                              choices=["quick", "tiny", "mid", "large", "full"],
-                              help="shapes to run: quick = tiny + mid; full = tiny + mid + large")
+                              choices=["quick", "tiny", "mid", "large", "full", "batch"],
+                              help="shapes to run: quick = tiny + mid; full = tiny + mid + large; "
+                                   "batch = T=50, X=64, B 256/1024/4096 x H 64/128/256 "
+                                   "(many sequences)")
     bench_parser.add_argument("--repeats", type=int, default=5,
                               help="steady-state samples per peer (median), each of "
                                    "back-to-back calls lasting >= --min-sample seconds")

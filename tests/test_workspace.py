@@ -66,7 +66,7 @@ def test_reused_buffers_are_never_stale():
     assert not np.allclose(before, after)
 
 
-def test_the_pool_is_bounded_by_the_last_shapes():
+def test_the_pool_is_bounded_by_the_last_shapes(cpu_gemm):
     lstm_big, x_big, d_big = problem(T=50, B=32, X=32, H=64)
     lstm_small, x_small, d_small = problem(T=3, B=2, X=32, H=64)
     workspace.release()
@@ -75,7 +75,13 @@ def test_the_pool_is_bounded_by_the_last_shapes():
     big = workspace.held_bytes()
     lstm_small.backward(lstm_small.forward(x_small, train=True)[2], d_small)
     lstm_small(x_small)
-    assert workspace.held_bytes() < big / 4  # the big buffers were replaced, not kept
+    if "blocked" in cpu_gemm:
+        # the batch-blocked loops' buffers are per task and block of rows (and the packed
+        # weights): they never grow with T or B, so the big call held no more than this
+        lstm_small.backward(lstm_small.forward(x_small, train=True)[2], d_small)
+        assert big <= workspace.held_bytes() * 1.01
+    else:
+        assert workspace.held_bytes() < big / 4  # the big buffers were replaced, not kept
 
 
 def test_threads_calling_one_model_at_once_get_correct_results():
