@@ -28,7 +28,7 @@ after the loop in task order. A task always takes the same contiguous run of blo
 sums are deterministic for a given thread count and block size (not across them: float
 addition is not associative).
 
-Tasks: one per worker thread, each a contiguous run of blocks (``_task_blocks``); the work
+Tasks: one per worker thread, each a contiguous run of blocks (``loops.task_share``); the work
 buffers are per task, not per thread id. Each driver is one source compiled as a serial and
 a parallel function (``variants.serial_and_parallel``). Layouts and semantics are those of
 ``lstm.lstm_sequence_forward``/``lstm_sequence_backward`` (time-major ``(T, B, F)``,
@@ -38,17 +38,11 @@ import numpy as np
 from numba import njit, prange
 
 from ..config import JIT_OPTIONS, KC
-from .loops import gates_backward_units
+from .loops import gates_backward_units, task_share
 from .packed_gemm import pack_gate_panels, pack_panels, panel_product
 from .packed_lstm import _gates_forward_units
 from .variants import serial_and_parallel
 from .workspace import scratch
-
-
-@njit(inline="always", **JIT_OPTIONS)
-def _task_blocks(task, tasks, blocks):
-    """Blocks ``[first, end)`` of task ``task`` of ``tasks``: contiguous, sizes differ by <= 1."""
-    return task * blocks // tasks, (task + 1) * blocks // tasks
 
 
 # ------------------------------------------------------------------------------- forward
@@ -112,7 +106,7 @@ def _forward_driver(tile, MR, tasks, rows_per_block, x, h0, c0, W_x_packed, W_h_
     B = x.shape[1]
     blocks = -(-B // rows_per_block)
     for task in prange(tasks):
-        first, end = _task_blocks(task, tasks, blocks)
+        first, end = task_share(task, tasks, blocks)
         for block in range(first, end):
             r0 = block * rows_per_block
             _forward_block(tile, MR, r0, min(B, r0 + rows_per_block), x, h0, c0, W_x_packed,
@@ -213,7 +207,7 @@ def _backward_driver(tile, MR, tasks, rows_per_block, x, h0, c0, W_h_T_packed, W
             row = dW_T[k]
             for i in range(row.shape[0]):
                 row[i] = 0
-        first, end = _task_blocks(task, tasks, blocks)
+        first, end = task_share(task, tasks, blocks)
         for block in range(first, end):
             r0 = block * rows_per_block
             _backward_block(tile, MR, r0, min(B, r0 + rows_per_block), x, h0, c0, W_h_T_packed,

@@ -10,6 +10,13 @@ from ..config import JIT_OPTIONS
 from ..math import gates
 
 
+@njit(inline="always", **JIT_OPTIONS)
+def task_share(task, tasks, items):
+    """Items ``[first, end)`` of task ``task`` of ``tasks`` (panels of a packed weight, blocks
+    of batch rows): contiguous, sizes differ by <= 1, always the same for one task count."""
+    return task * items // tasks, (task + 1) * items // tasks
+
+
 @njit(**JIT_OPTIONS)
 def gates_backward_units(t, lengths, gates_t, c_prev, c_t, dh_t, dh_n, dc_n, dc, dz_t, dh_rec_all,
                           j0, j1, peephole):

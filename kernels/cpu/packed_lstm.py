@@ -32,7 +32,7 @@ from numba import get_thread_id, njit, prange
 
 from ..config import JIT_OPTIONS, KC
 from ..math import gates
-from .loops import column_sums, gates_backward_units, transpose_into
+from .loops import column_sums, gates_backward_units, task_share, transpose_into
 from .packed_gemm import pack_gate_panels, pack_panels, panel_product
 from .variants import serial_and_parallel
 from .workspace import scratch
@@ -68,12 +68,6 @@ def _gemm_driver(tile, MR, a, a_rs, a_ks, M, K, bp, c, row_chunks, edge_tiles):
 gemm_serial, gemm_parallel = serial_and_parallel(_gemm_driver, "gemm")
 
 
-@njit(inline="always", **JIT_OPTIONS)
-def _task_panels(task, tasks, panels):
-    """Panels ``[first, end)`` of task ``task`` of ``tasks``: contiguous, sizes differ by <= 1."""
-    return task * panels // tasks, (task + 1) * panels // tasks
-
-
 # ------------------------------------------------------------------------------- forward
 
 @njit(**JIT_OPTIONS)
@@ -92,7 +86,7 @@ def _forward_task(tile, MR, task, tasks, h_prev, W_h_packed, b, c_prev, z, c_out
     B, H = h_prev.shape
     P, _, NR = W_h_packed.shape
     U = NR // 4
-    first, end = _task_panels(task, tasks, P)
+    first, end = task_share(task, tasks, P)
     for p in range(first, end):
         panel_product(tile, MR, h_prev, 0, H, 1, B, H, W_h_packed, p, KC, z, p * U, 4 * H, H,
                       min(U, H - p * U), True, edge_tile, True)
@@ -157,7 +151,7 @@ def _backward_task(tile, MR, task, tasks, t, has_next, lengths, dz_next, W_h_T_p
     """
     B, H = c_t.shape
     Q, _, NR = W_h_T_packed.shape
-    first, end = _task_panels(task, tasks, Q)
+    first, end = task_share(task, tasks, Q)
     if has_next:
         for q in range(first, end):
             panel_product(tile, MR, dz_next, 0, 4 * H, 1, B, 4 * H, W_h_T_packed, q, KC,

@@ -207,10 +207,12 @@ def plan(dtype, step_macs: int, backward: bool = False, training: bool = False,
     if tile == "auto" and mode != "blocked" and batch >= BLOCKED_MIN_BATCH:
         mode = "blocked"
     if mode == "blocked":
-        if not batch:
-            return None if tile == "auto" else plan_per_step(dtype, tile, step_macs)
-        return _blocked_plan(dtype, tile_for_this_cpu() if tile == "auto" else tile, inputs,
-                             hidden)
+        if batch:
+            return _blocked_plan(dtype, tile_for_this_cpu() if tile == "auto" else tile,
+                                 inputs, hidden)
+        if tile == "auto":  # a caller without a blocked loop: what auto runs there
+            return None
+        mode = ""  # a forced tile: that tile per step
     if tile == "auto":
         if step_macs < PARALLEL_MIN_STEP_MACS or backward or training:
             return None
@@ -222,29 +224,22 @@ def plan(dtype, step_macs: int, backward: bool = False, training: bool = False,
     else:
         parallel = _threads_usable()[0] and step_macs >= PARALLEL_MIN_STEP_MACS
     import numba
-    MR, vector_bytes = TILES[tile]
-    return Plan(tile, TILE_IDS[tile], MR, vector_bytes // np.dtype(dtype).itemsize, parallel,
-                numba.config.NUMBA_NUM_THREADS if parallel else 1)
-
-
-def plan_per_step(dtype, tile: str, step_macs: int) -> Plan:
-    """The per-step packed plan of ``tile`` (threads as ``<tile>`` picks them): what a
-    forced blocked setting runs in the passes without a blocked loop."""
-    import numba
-    parallel = (not FORKED_AFTER_THREADS and _threads_usable()[0]
-                and step_macs >= PARALLEL_MIN_STEP_MACS)
-    MR, vector_bytes = TILES[tile]
-    return Plan(tile, TILE_IDS[tile], MR, vector_bytes // np.dtype(dtype).itemsize, parallel,
-                numba.config.NUMBA_NUM_THREADS if parallel else 1)
+    return _tile_plan(dtype, tile, parallel, numba.config.NUMBA_NUM_THREADS if parallel else 1)
 
 
 def _blocked_plan(dtype, tile: str, inputs: int, hidden: int) -> Plan:
+    """The batch-blocked plan of ``tile``: one task per numba thread when threads work."""
     import numba
     parallel = not FORKED_AFTER_THREADS and _threads_usable()[0]
+    return _tile_plan(dtype, tile, parallel, numba.get_num_threads() if parallel else 1,
+                      rows_per_block(dtype, inputs, hidden, TILES[tile][0]))
+
+
+def _tile_plan(dtype, tile: str, parallel: bool, workers: int, rows: int = 0) -> Plan:
+    """The ``Plan`` of ``tile`` for ``dtype``; batch-blocked when ``rows`` (per block) > 0."""
     MR, vector_bytes = TILES[tile]
     return Plan(tile, TILE_IDS[tile], MR, vector_bytes // np.dtype(dtype).itemsize, parallel,
-                numba.get_num_threads() if parallel else 1, True,
-                rows_per_block(dtype, inputs, hidden, MR))
+                workers, rows > 0, rows)
 
 
 def describe() -> str:
