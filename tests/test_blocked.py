@@ -57,7 +57,7 @@ def test_blocked_loops_match_the_oracle(dtype, tile, rows, parallel, T, B, X, H)
     problem = random_problem(T, B, X, H, dtype, seed=1)
     lengths = np.array(([T, 1, 3, 0, 4, 2, T] * B)[:B], dtype=np.int64).clip(0, T)
     (h_all, c_all, gates_all), (h_inf, h_n, c_n), grads, (dh_all, dh_n, dc_n) = _run_all(
-        _plan(tile, dtype, rows, parallel), problem, lengths)
+        _plan(tile, dtype, rows, parallel, workers=1 if rows >= B else 2), problem, lengths)
     ref = numpy_forward(*problem)
     tol = tolerance(dtype) * 10
     for got, want in zip((h_all, c_all, gates_all), ref):
@@ -152,6 +152,21 @@ def test_rows_per_block_fill_half_the_l2_cache(monkeypatch):
                 if 8 < rows < 256:
                     assert rows % MR == 0
                     assert (rows + MR) * (7 * H + X) * np.dtype(dtype).itemsize > l2 // 2
+
+
+@pytest.mark.parametrize("tile", ["avx512", "avx2"])
+def test_every_worker_gets_a_block_where_one_block_would_hold_the_batch(tile):
+    """A large L2 (2 MiB: 256 rows) must not leave a thread idle at B = 256: blocks are at
+    most a worker's share of the batch, rounded up to the tile's rows."""
+    MR = TILES[tile][0]
+    for B, workers in ((256, 2), (7, 2), (1000, 3), (5, 8)):
+        tasks, rows = blocked_lstm._tasks(_plan(tile, np.float32, 256, True, workers), B)
+        blocks = -(-B // rows)
+        assert tasks == min(workers, blocks)
+        assert rows <= max(MR, -(-B // workers) + MR - 1)
+        assert blocks >= min(workers, -(-B // MR))
+    assert blocked_lstm._tasks(_plan(tile, np.float32, 256, False, 1), 256) == (1, 256)
+    assert blocked_lstm._tasks(_plan(tile, np.float32, 4, True, 2), 256)[1] == 4
 
 
 def test_forcing_blocked_on_a_cell_it_does_not_implement_is_a_value_error(monkeypatch):

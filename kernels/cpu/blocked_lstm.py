@@ -247,9 +247,13 @@ def _add_task_shares(dW_T_work, db_work, dW_x, dW_h, db):
 # ------------------------------------------------------------- orchestration (Python level)
 
 def _tasks(plan, B: int) -> tuple[int, int]:
-    """(tasks, rows per block) of a call on B rows: ``plan.rows_per_block`` (at most B), one
-    task per worker but no more than there are blocks."""
-    rows = max(1, min(plan.rows_per_block, B))
+    """(tasks, rows per block) of a call on B rows: ``plan.rows_per_block``, but no more
+    than a worker's share of B (rounded up to the tile's ``MR`` rows), so that every worker
+    has a block even where a large L2 would fit the whole batch in one; one task per worker
+    but no more than there are blocks."""
+    share = -(-B // max(1, plan.workers))
+    share = -(-share // plan.MR) * plan.MR
+    rows = max(1, min(plan.rows_per_block, share, B))
     blocks = -(-B // rows)
     return max(1, min(plan.workers, blocks)), rows
 
