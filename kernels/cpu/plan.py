@@ -20,9 +20,10 @@ or plain BLAS. Decided per call, from the environment variable ``NBLSTM_CPU_GEMM
 
 Batch-blocked: a block holds as many rows as fill half of one core's L2 cache with a
 step's working set (``rows_per_block``); ``NBLSTM_CPU_BLOCK_ROWS`` sets it instead (for
-measurements and tests). Threads: one task per numba thread (``numba.get_num_threads()``)
-when threads are usable (below), each a contiguous run of blocks, one parallel region per
-pass.
+measurements and tests). A call on B rows caps it at one worker's share of B
+(``blocked_lstm._tasks``), so that no thread is left without a block. Threads: one task
+per numba thread (``numba.get_num_threads()``) when threads are usable (below), each a
+contiguous run of blocks, one parallel region per pass.
 
 Threads (``auto`` and ``<tile>``): one parallel region per time step when numba's threading
 layer is omp or tbb (1-2 us per region), more than one numba thread is configured, and a
@@ -52,7 +53,8 @@ class Plan:
     parallel: bool   # run the parallel drivers
     workers: int     # per-worker buffers to allocate
     blocked: bool = False     # the batch-blocked loops (``blocked_lstm``)
-    rows_per_block: int = 0   # their block size (batch rows a task runs through all steps)
+    rows_per_block: int = 0   # their block size (batch rows a task runs through all
+    # steps); a call caps it at one worker's share of its batch (``blocked_lstm._tasks``)
 
     @property
     def NR(self) -> int:
